@@ -1,0 +1,3 @@
+from croft.cli import main
+
+main()

@@ -1,0 +1,147 @@
+"""The manifest: what a machine's built tree holds, and what deploy compares.
+
+Per path: type, mode, content hash or link target, the layer it came from, the units it
+belongs to, and whether it is secret. Per unit: whether it is wanted (started at boot).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+EntryType = Literal["file", "link", "dir"]
+MANIFEST_VERSION = 1
+UNIT_DIR = "usr/local/lib/systemd/system"
+UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".mount", ".target", ".slice")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    type: EntryType
+    mode: int = 0
+    sha256: str | None = None
+    target: str | None = None
+    origin: str = ""
+    units: tuple[str, ...] = ()
+    secret: bool = False
+
+    def same_on_target(self, other: Entry) -> bool:
+        """Whether the target would hold the same thing (origin does not matter there)."""
+        return (self.type, self.mode, self.sha256, self.target) == (
+            other.type, other.mode, other.sha256, other.target
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.type, "origin": self.origin}
+        if self.type != "link":
+            data["mode"] = f"{self.mode:04o}"
+        if self.sha256:
+            data["sha256"] = self.sha256
+        if self.target is not None:
+            data["target"] = self.target
+        if self.units:
+            data["units"] = list(self.units)
+        if self.secret:
+            data["secret"] = True
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Entry:
+        return cls(
+            type=data["type"],
+            mode=int(data.get("mode", "0"), 8),
+            sha256=data.get("sha256"),
+            target=data.get("target"),
+            origin=data.get("origin", ""),
+            units=tuple(data.get("units", ())),
+            secret=data.get("secret", False),
+        )
+
+
+@dataclass
+class Manifest:
+    machine: str
+    entries: dict[str, Entry] = field(default_factory=dict)
+    wanted: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Units started at boot, with the targets that want them."""
+
+    @property
+    def digest(self) -> str:
+        """Equal digests mean equal trees on the target: the no-op deploy test."""
+        h = hashlib.sha256()
+        for path in sorted(self.entries):
+            e = self.entries[path]
+            h.update(f"{path}\0{e.type}\0{e.mode}\0{e.sha256}\0{e.target}\0{','.join(e.units)}\n".encode())
+        for unit in sorted(self.wanted):
+            h.update(f"wanted\0{unit}\0{','.join(self.wanted[unit])}\n".encode())
+        return h.hexdigest()
+
+    @property
+    def units(self) -> set[str]:
+        """Every unit this tree defines or configures."""
+        return {unit for entry in self.entries.values() for unit in entry.units}
+
+    def to_json(self) -> str:
+        data = {
+            "version": MANIFEST_VERSION,
+            "machine": self.machine,
+            "digest": self.digest,
+            "wanted": {unit: list(targets) for unit, targets in sorted(self.wanted.items())},
+            "entries": {path: self.entries[path].to_json() for path in sorted(self.entries)},
+        }
+        return json.dumps(data, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        data = json.loads(text)
+        return cls(
+            machine=data["machine"],
+            entries={path: Entry.from_json(e) for path, e in data["entries"].items()},
+            wanted={unit: tuple(targets) for unit, targets in data.get("wanted", {}).items()},
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        return cls.from_json(path.read_text())
+
+
+def empty(machine: str) -> Manifest:
+    """The manifest of a machine croft has never deployed to (or has reset)."""
+    return Manifest(machine)
+
+
+def unit_of(path: str) -> str | None:
+    """The unit a path defines or configures by where it lies: its unit file or a drop-in."""
+    if not path.startswith(UNIT_DIR + "/"):
+        return None
+    rest = path[len(UNIT_DIR) + 1:]
+    head, _, tail = rest.partition("/")
+    if not tail and head.endswith(UNIT_SUFFIXES):
+        return head
+    if tail and "/" not in tail and head.endswith(".d") and head[:-2].endswith(UNIT_SUFFIXES):
+        return head[:-2]
+    return None
+
+
+def install_targets(unit_text: str) -> tuple[str, ...]:
+    """The dependency directories a unit's [Install] section puts it in.
+
+    WantedBy=multi-user.target gives "multi-user.target.wants"; RequiredBy= gives ".requires".
+    croft ships these links itself, under /usr/local, instead of running `systemctl enable`,
+    which would write to /etc.
+    """
+    targets: list[str] = []
+    section = ""
+    for raw in unit_text.splitlines():
+        line = raw.strip()
+        if line.startswith("["):
+            section = line
+        elif section == "[Install]" and "=" in line:
+            key, _, value = line.partition("=")
+            suffix = {"WantedBy": ".wants", "RequiredBy": ".requires"}.get(key.strip())
+            if suffix:
+                targets += [target + suffix for target in value.split()]
+    return tuple(targets)

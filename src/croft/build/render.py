@@ -1,0 +1,160 @@
+"""Rendering `.j2` templates with Jinja2, and finding what each template depends on.
+
+A template's output is reused until its source or one of the values it names changes; the
+names are found statically in its syntax tree (top-level variables, and the keys it reads of
+`facts` and `machine`), so conditionals cannot hide a dependency.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from croft.errors import Problem
+
+if TYPE_CHECKING:
+    import jinja2
+    from jinja2 import nodes
+
+# Jinja2's own globals (jinja2.defaults.DEFAULT_NAMESPACE), named here to avoid importing it.
+JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace"}
+# Mappings whose keys are tracked one by one rather than as a whole.
+TRACKED_MAPPINGS = ("facts", "machine")
+
+
+class TemplateFailure(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+_environment: jinja2.Environment | None = None
+
+
+def environment(templates: Mapping[str, Path]) -> jinja2.Environment:
+    """A strict environment whose loader resolves includes among this machine's templates."""
+    global _environment
+    import jinja2
+
+    if _environment is None:
+        _environment = jinja2.Environment(
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+            autoescape=False,
+            # Loaded templates are cached by name; the loader below checks mtimes.
+            auto_reload=True,
+        )
+    _environment.loader = jinja2.FunctionLoader(lambda name: _load(templates, name))
+    return _environment
+
+
+def _load(templates: Mapping[str, Path], name: str) -> tuple[str, str, Any] | None:
+    path = templates.get(name.lstrip("/"))
+    if path is None:
+        return None
+    mtime = path.stat().st_mtime_ns
+    return path.read_text(), str(path), lambda: path.stat().st_mtime_ns == mtime
+
+
+def dependencies(env: jinja2.Environment, name: str) -> tuple[set[str], set[str]]:
+    """The context names a template reads (e.g. "port", "facts.arch") and the templates it includes."""
+    from jinja2 import meta
+
+    assert env.loader is not None
+    source, _, _ = env.loader.get_source(env, name)
+    ast = env.parse(source, name=name)
+    names: set[str] = set()
+    for top in meta.find_undeclared_variables(ast):
+        if top in TRACKED_MAPPINGS:
+            names |= _keys_read(ast, top)
+        else:
+            names.add(top)
+    includes = {ref for ref in meta.find_referenced_templates(ast) if ref is not None}
+    if None in meta.find_referenced_templates(ast):
+        includes.add("*")
+    return names, includes
+
+
+def _keys_read(ast: nodes.Template, mapping: str) -> set[str]:
+    """`facts.arch` and `facts["arch"]` read one key; any other use reads the whole mapping."""
+    from jinja2 import nodes
+
+    keys: set[str] = set()
+    seen_keyed: set[int] = set()
+    for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
+        inner = node.node
+        if isinstance(inner, nodes.Name) and inner.name == mapping:
+            if isinstance(node, nodes.Getattr):
+                keys.add(f"{mapping}.{node.attr}")
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                keys.add(f"{mapping}.{node.arg.value}")
+            else:
+                return {mapping}
+            seen_keyed.add(id(inner))
+    for name in ast.find_all(nodes.Name):
+        if name.name == mapping and name.ctx == "load" and id(name) not in seen_keyed:
+            return {mapping}
+    return keys
+
+
+def values_digest(context: Mapping[str, Any], names: set[str]) -> str:
+    """A digest of the values of `names` in `context`: equal digests render equal outputs."""
+    picked: dict[str, Any] = {}
+    for name in sorted(names):
+        head, _, key = name.partition(".")
+        value = context.get(head, _MISSING)
+        if key and isinstance(value, Mapping):
+            value = value.get(key, _MISSING)
+        picked[name] = value
+    blob = json.dumps(picked, sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+_MISSING = "\0missing"
+
+
+def undefined_names(names: set[str], context: Mapping[str, Any]) -> list[str]:
+    """The names a template reads that the context does not define (for `croft check`)."""
+    missing = []
+    for name in sorted(names):
+        head, _, key = name.partition(".")
+        if head in JINJA_GLOBALS:
+            continue
+        if head not in context:
+            missing.append(head)
+        elif key and isinstance(context[head], Mapping) and key not in context[head]:
+            missing.append(name)
+    return missing
+
+
+def render(env: jinja2.Environment, name: str, file: Path, context: Mapping[str, Any]) -> str:
+    """Render one template; failures become a TemplateFailure naming file and line."""
+    import jinja2
+
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateFailure(Problem(file, f"template syntax error: {exc.message}", line=exc.lineno)) from None
+    except jinja2.UndefinedError as exc:
+        raise TemplateFailure(
+            Problem(file, f"undefined variable: {exc.message}", line=_template_line(exc, file),
+                    hint="define it in site.toml, the layer's layer.toml or the machine's [vars]")
+        ) from None
+    except Exception as exc:  # a template may raise anything a filter or a test can
+        raise TemplateFailure(
+            Problem(file, f"template failed: {type(exc).__name__}: {exc}", line=_template_line(exc, file))
+        ) from None
+
+
+def _template_line(exc: BaseException, file: Path) -> int | None:
+    """The line of the template that failed: Jinja2 rewrites tracebacks to point into it."""
+    line = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == str(file):
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line

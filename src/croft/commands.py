@@ -1,0 +1,233 @@
+"""The croft commands (click): each parses its arguments, calls the library and prints."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from croft.errors import CroftError
+
+
+def _site_root(ctx: click.Context) -> Path:
+    return Path(ctx.obj["site"])
+
+
+def _load(ctx: click.Context):  # type: ignore[no-untyped-def]
+    from croft.site.load import load_site
+
+    return load_site(_site_root(ctx))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--site", "site", type=click.Path(file_okay=False), envvar="CROFT_SITE", default=".",
+              show_default=True, help="The site directory (or $CROFT_SITE).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every command croft runs.")
+@click.version_option(package_name="croft")
+@click.pass_context
+def cli(ctx: click.Context, site: str, verbose: bool) -> None:
+    """croft: bootstrap as code for a home cloud.
+
+    One repository describes every machine; croft makes the machines match it.
+    """
+    if verbose:
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    ctx.obj = {"site": site}
+
+
+@cli.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate the whole site and report every problem at once."""
+    from croft.build.builder import build
+
+    site = _load(ctx)
+    build(site, site.select([]), write=False)
+    count = len(site.machines)
+    click.echo(f"ok: {count} machine{'s' if count != 1 else ''}, {len(site.layers)} layers")
+
+
+@cli.command()
+@click.argument("machines", nargs=-1)
+@click.option("--refresh", is_flag=True, help="Gather again even when facts are cached.")
+@click.pass_context
+def facts(ctx: click.Context, machines: tuple[str, ...], refresh: bool) -> None:
+    """Gather facts over SSH into facts/<machine>.json (one round trip per machine)."""
+    from croft.facts import gather_all
+
+    site = _load(ctx)
+    failed = False
+    for name, result in gather_all(site, site.select(machines), refresh=refresh).items():
+        if isinstance(result, CroftError):
+            click.echo(f"{name}: {result}", err=True)
+            failed = True
+        else:
+            os_name = result["os"].get("pretty_name") or result["os"].get("id")
+            click.echo(f"{name}: {result['hostname']}, {os_name}, {result['arch']}, "
+                       f"{result['nproc']} cpus, systemd {result['systemd']}")
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("machines", nargs=-1)
+@click.option("--explain", nargs=2, metavar="MACHINE PATH",
+              help="Show which layer a target path comes from and what it overrode.")
+@click.option("--force", is_flag=True, help="Rebuild everything, ignoring the cache.")
+@click.pass_context
+def build(ctx: click.Context, machines: tuple[str, ...], explain: tuple[str, str] | None,
+          force: bool) -> None:
+    """Render each machine's tree into .croft/build/<machine>/ with its manifest."""
+    from croft.build import builder
+
+    site = _load(ctx)
+    if explain:
+        click.echo(_explain(site, *explain))
+        return
+    from croft.cli import build_command
+
+    build_command(str(site.root), machines, force=force)
+
+
+def _explain(site, machine_name: str, path: str) -> str:  # type: ignore[no-untyped-def]
+    from croft.build.builder import composition
+
+    machine = site.select([machine_name])[0]
+    path = path.lstrip("/")
+    comp = composition(site, machine)
+    source = comp.sources.get(path) or comp.sources.get(path + ".j2")
+    if source is None:
+        raise CroftError(f"{machine_name}: no layer ships /{path}")
+    lines = [f"/{path} on {machine_name} comes from {source.origin}: {source.file}"]
+    if source.kind == "template":
+        lines[0] += " (template)"
+    for earlier in reversed(comp.overridden.get(path, [])):
+        lines.append(f"  overriding {earlier.origin}: {earlier.file}")
+    return "\n".join(lines)
+
+
+def _build_all(site, machines):  # type: ignore[no-untyped-def]
+    from croft.build import builder
+    from croft.build.stamp import selection_key
+
+    key = selection_key(tuple(machine.name for machine in machines))
+    results = builder.build(site, machines, record_as=key)
+    return {name: result.manifest for name, result in results.items()}
+
+
+@cli.command()
+@click.argument("machines", nargs=-1)
+@click.pass_context
+def diff(ctx: click.Context, machines: tuple[str, ...]) -> None:
+    """Show what deploy would change; exits 2 when there are changes."""
+    from croft.deploy import diff as diffing
+    from croft.deploy.fleet import deploy_fleet
+
+    site = _load(ctx)
+    selected = site.select(machines)
+    manifests = _build_all(site, selected)
+    outcomes = deploy_fleet(site, selected, manifests, dry_run=True)
+    changed = False
+    for machine, outcome in zip(selected, outcomes, strict=True):
+        if outcome.status == "failed":
+            click.echo(f"== {machine.name}: {outcome.message}", err=True)
+            changed = True
+            continue
+        click.echo(diffing.render(site, machine, manifests[machine.name], outcome))
+        changed = changed or bool(outcome.changes) or bool(outcome.actions)
+    sys.exit(2 if changed else 0)
+
+
+@cli.command()
+@click.argument("machines", nargs=-1)
+@click.option("--no-rollback", is_flag=True, help="Keep a failed generation live, for debugging.")
+@click.option("--watch", is_flag=True, help="Rebuild and deploy on every saved edit.")
+@click.pass_context
+def deploy(ctx: click.Context, machines: tuple[str, ...], no_rollback: bool, watch: bool) -> None:
+    """Build, send the delta and switch each machine to a new generation."""
+    if watch:
+        from croft.deploy.watch import watch as watch_site
+
+        from croft.build.stamp import selection_key
+
+        site = _load(ctx)
+        key = selection_key(machines)
+        site.select(machines)  # unknown names fail now, not in the loop
+        click.echo("watching for edits; Ctrl-C to stop")
+        try:
+            watch_site(str(site.state_dir), key, lambda: _deploy(ctx, machines, not no_rollback))
+        except KeyboardInterrupt:
+            return
+    if not _deploy(ctx, machines, not no_rollback):
+        sys.exit(1)
+
+
+def _deploy(ctx: click.Context, machines: tuple[str, ...], rollback: bool) -> bool:
+    from croft import ui
+    from croft.deploy.fleet import deploy_fleet
+
+    site = _load(ctx)
+    selected = site.select(machines)
+    manifests = _build_all(site, selected)
+    with ui.live_board([m.name for m in selected]) as board:
+        outcomes = deploy_fleet(site, selected, manifests, rollback=rollback, report=board)
+    ui.outcome_table(outcomes)
+    return all(outcome.ok for outcome in outcomes)
+
+
+@cli.command()
+@click.argument("machine")
+@click.pass_context
+def generations(ctx: click.Context, machine: str) -> None:
+    """List the generations kept on a machine."""
+    from croft import ui
+    from croft.deploy.deployer import generations as list_generations
+
+    site = _load(ctx)
+    found = list_generations(site, site.select([machine])[0])
+    if not found:
+        click.echo(f"{machine}: nothing deployed")
+        return
+    from rich.table import Table
+
+    table = Table("generation", "created", "by", "status", "digest", title=machine, title_justify="left")
+    for gen in found:
+        marker = " (live)" if gen.live else ""
+        table.add_row(f"{gen.number}{marker}", gen.created, gen.by, gen.status, gen.digest[:12])
+    ui.console().print(table)
+
+
+@cli.command()
+@click.argument("machine")
+@click.option("--to", "to", type=int, help="The generation to make live (default: the previous one).")
+@click.pass_context
+def rollback(ctx: click.Context, machine: str, to: int | None) -> None:
+    """Make an earlier generation live again, restarting what differs."""
+    from croft import ui
+    from croft.deploy.deployer import rollback as roll_back
+
+    site = _load(ctx)
+    outcome = roll_back(site, site.select([machine])[0], to)
+    ui.outcome_table([outcome])
+    if not outcome.ok:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("machine")
+@click.pass_context
+def reset(ctx: click.Context, machine: str) -> None:
+    """Stop croft's units and remove everything croft put under /usr/local."""
+    from croft import ui
+    from croft.deploy.deployer import reset as reset_machine
+
+    site = _load(ctx)
+    outcome = reset_machine(site, site.select([machine])[0])
+    ui.outcome_table([outcome])
+    if not outcome.ok:
+        sys.exit(1)
+
+

@@ -1,0 +1,148 @@
+# croft's switch: run on the target by `croft deploy`, `rollback` and `reset`.
+#
+# Carries out a plan computed by croft (croft/deploy/plan.py documents the steps) and, when a
+# unit fails, the plan back to the generation that was live. croft prepends the variables and
+# the two plans. It runs in a session of its own (setsid) and writes to a log, so a client
+# that dies mid-way cannot stop it half-way: the machine ends on one generation or the other.
+set -u
+CROFT=/usr/local/croft
+GENERATIONS=$CROFT/generations
+
+exec 9>"$CROFT/lock"
+if ! flock -w 60 9; then
+    echo "croft-error: another croft command holds $CROFT/lock"
+    exit 75
+fi
+
+live=$(readlink "$CROFT/live" 2>/dev/null) || live=generations/none
+live=${live#generations/}
+if [ "$live" != "$EXPECT" ]; then
+    echo "croft-error: the machine changed since croft read it (live generation $live, expected $EXPECT); run the command again"
+    exit 75
+fi
+
+if [ "$INCOMING" = 1 ]; then
+    if [ ! -d "$GENERATIONS/.incoming/root" ]; then
+        echo "croft-error: the transferred tree is missing ($GENERATIONS/.incoming)"
+        exit 70
+    fi
+    rm -rf "$GENERATIONS/$GEN"
+    mv "$GENERATIONS/.incoming" "$GENERATIONS/$GEN"
+    {
+        echo "generation=$GEN"
+        echo "created=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "by=$BY"
+        echo "digest=$(cat "$GENERATIONS/$GEN/digest")"
+    } > "$GENERATIONS/$GEN/info"
+fi
+
+step() {
+    verb=${1%% *}
+    arg=${1#* }
+    case $verb in
+        stop) systemctl stop "$arg" ;;
+        dir)
+            path=/${arg#* }
+            # A path that was a file (a symlink into the live generation) becomes a directory.
+            if [ -L "$path" ]; then rm -f "$path"; fi
+            mkdir -p "$path" && chmod "${arg%% *}" "$path" ;;
+        link)
+            path=/$arg
+            if [ -d "$path" ] && [ ! -L "$path" ]; then rm -rf "$path"; fi
+            mkdir -p "${path%/*}" && ln -sfn "$CROFT/live/root/$arg" "$path" ;;
+        flip)
+            if [ "$arg" = none ]; then
+                rm -f "$CROFT/live"
+            else
+                # rename(2) of a symlink: every file croft owns switches content at once.
+                ln -sfn "generations/$arg" "$CROFT/live.new" && mv -T "$CROFT/live.new" "$CROFT/live"
+            fi ;;
+        unlink) if [ -L "/$arg" ]; then rm -f "/$arg"; fi ;;
+        rmdir) rmdir "/$arg" 2>/dev/null || true ;;
+        daemon-reload) systemctl daemon-reload ;;
+        start|restart|reload-or-restart|try-restart|try-reload-or-restart)
+            systemctl "$verb" "$arg" ;;
+        check) checks="$checks $arg" ;;
+        *) echo "croft-error: unknown step: $1"; return 1 ;;
+    esac
+}
+
+healthy() {
+    state=$(systemctl show -P ActiveState "$1")
+    sub=$(systemctl show -P SubState "$1")
+    result=$(systemctl show -P Result "$1")
+    case $state/$sub in
+        active/*|reloading/*) return 0 ;;
+        activating/auto-restart|failed/*) return 1 ;;
+        activating/*) return 0 ;;
+    esac
+    # A oneshot unit that ran and exited cleanly is healthy too.
+    [ "$result" = success ]
+}
+
+journal() {
+    echo "croft-journal-begin: $1"
+    journalctl -u "$1" -n 25 --no-pager -q 2>&1 || systemctl status "$1" --no-pager 2>&1
+    echo "croft-journal-end: $1"
+}
+
+# Carries out one plan; on the first failure reports it and returns 1.
+run_plan() {
+    checks=""
+    failed=""
+    while IFS= read -r line; do
+        [ -n "$line" ] || continue
+        echo "croft-step: $line"
+        if ! step "$line" 2>&1; then
+            echo "croft-failed: $line"
+            case ${line%% *} in
+                stop|start|restart|reload-or-restart|try-restart|try-reload-or-restart)
+                    failed=${line#* } ;;
+            esac
+            return 1
+        fi
+    done < "$1"
+    [ -n "$checks" ] || return 0
+    sleep "$SETTLE"
+    for unit in $checks; do
+        if ! healthy "$unit"; then
+            echo "croft-failed: $unit did not stay up"
+            failed="$failed $unit"
+        fi
+    done
+    [ -z "$failed" ]
+}
+
+plans=$(mktemp -d)
+trap 'rm -rf "$plans"' EXIT
+forward_plan > "$plans/forward"
+backward_plan > "$plans/backward"
+
+if run_plan "$plans/forward"; then
+    if [ "$GEN" != none ]; then
+        echo ok > "$GENERATIONS/$GEN/status"
+        # Prune: keep the newest $KEEP generations, and always the live one.
+        ls "$GENERATIONS" | grep -E '^[0-9]+$' | sort -n | head -n "-$KEEP" | while read -r old; do
+            [ "$old" = "$GEN" ] || rm -rf "${GENERATIONS:?}/$old"
+        done
+    fi
+    if [ "$RESET" = 1 ]; then
+        rm -rf "$GENERATIONS" "$CROFT/live" "$CROFT/live.new"
+        echo "croft-reset: done"
+    fi
+    echo "croft-done: $GEN"
+    exit 0
+fi
+
+for unit in $failed; do journal "$unit"; done
+if [ "$GEN" != none ] && [ "$INCOMING" = 1 ]; then echo failed > "$GENERATIONS/$GEN/status"; fi
+if [ "$ROLLBACK" = 1 ]; then
+    echo "croft-rollback: back to generation $EXPECT"
+    if run_plan "$plans/backward"; then
+        echo "croft-rolled-back: $EXPECT"
+        exit 1
+    fi
+    for unit in $failed; do journal "$unit"; done
+    echo "croft-error: the rollback failed too"
+fi
+exit 2

@@ -1,0 +1,291 @@
+"""Deploying one machine: read what is live, send the delta, switch, and report.
+
+Round trips per machine: one to read the live generation (all a no-op deploy costs), one
+rsync of the changed files into a new generation, one to run the switch (apply.sh).
+"""
+
+from __future__ import annotations
+
+import getpass
+import io
+import re
+import shlex
+import socket
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from croft.build.builder import build_dir
+from croft.build.manifest import Manifest, empty
+from croft.deploy import plan
+from croft.deploy.ssh import Connection
+from croft.errors import CroftError
+from croft.run import run, run_binary
+from croft.site.model import Machine, Site
+
+REMOTE = "/usr/local/croft"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Generation:
+    number: int
+    created: str = ""
+    by: str = ""
+    digest: str = ""
+    status: str = ""
+    live: bool = False
+
+
+@dataclass
+class LiveState:
+    live: int | None
+    generations: list[int]
+    digest: str | None
+
+
+@dataclass
+class Outcome:
+    """What happened to one machine."""
+
+    machine: str
+    status: str  # unchanged | deployed | rolled-back | failed | planned
+    generation: int | None = None
+    changes: plan.FileChanges = field(default_factory=plan.FileChanges)
+    actions: plan.UnitActions = field(default_factory=plan.UnitActions)
+    log: str = ""
+    journals: dict[str, str] = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("unchanged", "deployed", "planned")
+
+
+class DeployFailed(CroftError):
+    pass
+
+
+def connect(site: Site, machine: Machine) -> Connection:
+    return Connection(site.ssh_target(machine), site.state_dir / "known_hosts")
+
+
+def read_state(conn: Connection) -> LiveState:
+    script = (
+        f"cd {REMOTE} 2>/dev/null || exit 0; "
+        "readlink live 2>/dev/null; echo @@; ls generations 2>/dev/null; echo @@; "
+        "cat live/digest 2>/dev/null"
+    )
+    out = conn.run(script).stdout
+    parts = (out.split("@@\n") + ["", "", ""])[:3]
+    live = parts[0].strip().removeprefix("generations/")
+    numbers = sorted(int(n) for n in parts[1].split() if n.isdigit())
+    return LiveState(
+        live=int(live) if live.isdigit() else None,
+        generations=numbers,
+        digest=parts[2].strip() or None,
+    )
+
+
+def _manifest_cache(site: Site, digest: str) -> Path:
+    return site.state_dir / "cache" / "manifests" / f"{digest}.json"
+
+
+def fetch_manifest(site: Site, conn: Connection, machine: str, generation: int | None) -> Manifest:
+    """The manifest of a generation on the target (cached locally by digest)."""
+    if generation is None:
+        return empty(machine)
+    gen_dir = f"{REMOTE}/generations/{generation}"
+    digest = conn.run(f"cat {gen_dir}/digest").stdout.strip()
+    cached = _manifest_cache(site, digest)
+    if re.fullmatch(r"[0-9a-f]{64}", digest) and cached.exists():
+        return Manifest.load(cached)
+    text = conn.run(f"cat {gen_dir}/manifest.json").stdout
+    manifest = Manifest.from_json(text)
+    _remember(site, manifest)
+    return manifest
+
+
+def _remember(site: Site, manifest: Manifest) -> None:
+    path = _manifest_cache(site, manifest.digest)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(manifest.to_json())
+
+
+def apply_script(
+    *, steps: list[str], back: list[str], generation: str, expect: str, incoming: bool,
+    rollback: bool, reset: bool, settle: float, keep: int,
+) -> str:
+    """apply.sh with its variables and both plans."""
+    def heredoc(name: str, lines: list[str]) -> str:
+        body = "\n".join(lines)
+        return f"{name}() {{\ncat <<'CROFT_PLAN_END'\n{body}\nCROFT_PLAN_END\n}}\n"
+
+    variables = {
+        "GEN": generation, "EXPECT": expect, "INCOMING": int(incoming), "ROLLBACK": int(rollback),
+        "RESET": int(reset), "SETTLE": settle, "KEEP": max(keep, 1),
+        "BY": f"{getpass.getuser()}@{socket.gethostname()}",
+    }
+    header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in variables.items())
+    body = resources.files("croft.deploy").joinpath("apply.sh").read_text()
+    return "#!/bin/sh\n" + header + heredoc("forward_plan", steps) + heredoc("backward_plan", back) + body
+
+
+def run_apply(conn: Connection, script: str) -> tuple[int, str]:
+    """Send apply.sh and run it detached; returns its exit code and log."""
+    remote = (
+        f"mkdir -p {REMOTE} && f=$(mktemp {REMOTE}/.apply.XXXXXX) && cat > \"$f\" && "
+        # setsid: the switch must finish even if this SSH session dies (the client was killed).
+        "setsid -w sh \"$f\" > \"$f.log\" 2>&1; rc=$?; cat \"$f.log\"; rm -f \"$f\" \"$f.log\"; exit $rc"
+    )
+    result = conn.run(remote, input=script, check=False, timeout=600)
+    if result.returncode == 255:
+        raise DeployFailed(f"lost the connection to {conn}: {result.stderr.strip()}")
+    return result.returncode, result.stdout
+
+
+def _parse_log(outcome: Outcome, code: int, log: str) -> Outcome:
+    outcome.log = log
+    journals = re.findall(r"croft-journal-begin: (\S+)\n(.*?)croft-journal-end: \1", log, re.S)
+    outcome.journals = {unit: text for unit, text in journals}
+    errors = re.findall(r"^croft-(?:error|failed): (.*)$", log, re.M)
+    if code == 0:
+        return outcome
+    outcome.status = "rolled-back" if code == 1 else "failed"
+    outcome.message = "; ".join(errors) or f"apply exited {code}"
+    return outcome
+
+
+def deploy(
+    site: Site, machine: Machine, manifest: Manifest, *, rollback: bool = True,
+    dry_run: bool = False, progress: Progress = lambda stage: None,
+) -> Outcome:
+    """Make the machine's live generation match its built tree."""
+    progress("connecting")
+    conn = connect(site, machine)
+    state = read_state(conn)
+    outcome = Outcome(machine.name, "unchanged", state.live)
+    if state.digest == manifest.digest:
+        return outcome
+    old = fetch_manifest(site, conn, machine.name, state.live)
+    outcome.changes = plan.file_changes(old, manifest)
+    outcome.actions = plan.unit_actions(old, manifest, outcome.changes)
+    if dry_run:
+        outcome.status = "planned"
+        return outcome
+    generation = max(state.generations, default=0) + 1
+    progress("sending")
+    local = build_dir(site, machine.name)
+    argv = [
+        "rsync", "-rlpt", "--delete", "--mkpath",
+        # Owners are not sent: the files belong to the target's root, not to the builder's user.
+        "--no-owner", "--no-group",
+        "-e", conn.rsync_shell(),
+    ]
+    if state.live is not None:
+        # Unchanged files are hard links to the live generation: only the delta travels.
+        argv.append(f"--link-dest={REMOTE}/generations/{state.live}")
+    argv += [f"{local}/", f"{conn.destination}:{REMOTE}/generations/.incoming/"]
+    run(argv, timeout=3600)
+    progress("applying")
+    expect = str(state.live) if state.live is not None else "none"
+    script = apply_script(
+        steps=plan.steps(old, manifest, str(generation)),
+        back=plan.steps(manifest, old, expect),
+        generation=str(generation), expect=expect, incoming=True, rollback=rollback, reset=False,
+        settle=site.config.deploy.settle_seconds, keep=site.config.deploy.keep_generations,
+    )
+    code, log = run_apply(conn, script)
+    outcome.generation = generation if code == 0 else state.live
+    outcome.status = "deployed"
+    _remember(site, manifest)
+    return _parse_log(outcome, code, log)
+
+
+def generations(site: Site, machine: Machine) -> list[Generation]:
+    conn = connect(site, machine)
+    script = (
+        f"cd {REMOTE}/generations 2>/dev/null || exit 0; live=$(readlink ../live); "
+        "for g in $(ls | grep -E '^[0-9]+$' | sort -n); do cat $g/info; "
+        "echo status=$(cat $g/status 2>/dev/null); [ generations/$g = \"$live\" ] && echo live=1; echo @@; done"
+    )
+    found = []
+    for block in conn.run(script).stdout.split("@@\n"):
+        info = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
+        if "generation" in info:
+            found.append(Generation(
+                number=int(info["generation"]), created=info.get("created", ""),
+                by=info.get("by", ""), digest=info.get("digest", ""),
+                status=info.get("status", ""), live=info.get("live") == "1",
+            ))
+    return found
+
+
+def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
+    """Make an earlier generation live again (by default the newest good one before live)."""
+    conn = connect(site, machine)
+    state = read_state(conn)
+    if state.live is None:
+        raise CroftError(f"{machine.name}: nothing is deployed, so there is nothing to roll back")
+    known = {g.number: g for g in generations(site, machine)}
+    if to is None:
+        earlier = [n for n, g in known.items() if n < state.live and g.status == "ok"]
+        if not earlier:
+            raise CroftError(f"{machine.name}: no earlier generation to roll back to")
+        to = max(earlier)
+    if to not in known:
+        raise CroftError(
+            f"{machine.name}: no generation {to} (there are: {', '.join(map(str, sorted(known)))})"
+        )
+    current = fetch_manifest(site, conn, machine.name, state.live)
+    target = fetch_manifest(site, conn, machine.name, to)
+    outcome = Outcome(machine.name, "deployed", to)
+    outcome.changes = plan.file_changes(current, target)
+    outcome.actions = plan.unit_actions(current, target, outcome.changes)
+    script = apply_script(
+        steps=plan.steps(current, target, str(to)), back=plan.steps(target, current, str(state.live)),
+        generation=str(to), expect=str(state.live), incoming=False, rollback=True, reset=False,
+        settle=site.config.deploy.settle_seconds, keep=site.config.deploy.keep_generations,
+    )
+    code, log = run_apply(conn, script)
+    if code != 0:
+        outcome.generation = state.live
+    return _parse_log(outcome, code, log)
+
+
+def reset(site: Site, machine: Machine) -> Outcome:
+    """Stop croft's units and remove everything croft put under /usr/local."""
+    conn = connect(site, machine)
+    state = read_state(conn)
+    current = fetch_manifest(site, conn, machine.name, state.live)
+    nothing = empty(machine.name)
+    outcome = Outcome(machine.name, "deployed", None)
+    outcome.changes = plan.file_changes(current, nothing)
+    outcome.actions = plan.unit_actions(current, nothing, outcome.changes)
+    expect = str(state.live) if state.live is not None else "none"
+    script = apply_script(
+        steps=plan.steps(current, nothing, "none"), back=[], generation="none", expect=expect,
+        incoming=False, rollback=False, reset=True, settle=0, keep=1,
+    )
+    code, log = run_apply(conn, script)
+    return _parse_log(outcome, code, log)
+
+
+def live_contents(site: Site, machine: Machine, paths: list[str]) -> dict[str, bytes]:
+    """The live content of these paths on the target, in one round trip."""
+    if not paths:
+        return {}
+    conn = connect(site, machine)
+    script = f"cd {REMOTE}/live/root 2>/dev/null && tar cf - -- {shlex.join(paths)} 2>/dev/null; true"
+    data = run_binary(conn.command(script)).stdout
+    contents: dict[str, bytes] = {}
+    if data:
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            for member in archive.getmembers():
+                stream = archive.extractfile(member)
+                if stream is not None:
+                    contents[member.name] = stream.read()
+    return contents

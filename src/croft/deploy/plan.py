@@ -1,0 +1,143 @@
+"""What switching a machine from one tree to another does: files, then units.
+
+The plan is computed here, from the two manifests, and carried out on the target by apply.sh,
+so the logic lives in one place and the target needs only POSIX sh and systemctl. The same
+function gives the way forward and, with its arguments swapped, the way back.
+
+Steps, in the order they run (one line each: `verb argument`):
+  stop UNIT              units no longer wanted, while their files are still in place
+  dir MODE PATH          directories created, or whose mode changed
+  link PATH              paths that appear: a symlink into the live generation
+  flip GENERATION        the atomic switch: every file's content changes at once
+  unlink PATH            paths that are gone
+  rmdir PATH             directories that are gone (if empty)
+  daemon-reload          when a unit file or drop-in changed
+  start|restart|reload-or-restart|try-restart|try-reload-or-restart UNIT
+  check UNIT             units that must be running once the switch has settled
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from croft.build.manifest import Entry, Manifest, unit_of
+
+# Directories of the distribution's /usr/local: never removed, even when croft emptied them.
+DISTRO_DIRS = {
+    "usr", "usr/local", "usr/local/bin", "usr/local/etc", "usr/local/games", "usr/local/include",
+    "usr/local/lib", "usr/local/man", "usr/local/sbin", "usr/local/share", "usr/local/src",
+}
+
+
+@dataclass
+class FileChanges:
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+@dataclass
+class UnitActions:
+    """What happens to each unit; a unit appears in at most one list."""
+
+    stop: list[str] = field(default_factory=list)
+    start: list[str] = field(default_factory=list)
+    restart: list[str] = field(default_factory=list)
+    reload_or_restart: list[str] = field(default_factory=list)
+    try_restart: list[str] = field(default_factory=list)
+    try_reload_or_restart: list[str] = field(default_factory=list)
+    daemon_reload: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.stop or self.start or self.restart or self.reload_or_restart
+            or self.try_restart or self.try_reload_or_restart or self.daemon_reload
+        )
+
+    def summary(self) -> list[tuple[str, str]]:
+        """(action, unit) pairs, in the order they run."""
+        pairs = [("stop", unit) for unit in self.stop]
+        pairs += [("start", unit) for unit in self.start]
+        pairs += [("restart", unit) for unit in self.restart]
+        pairs += [("reload-or-restart", unit) for unit in self.reload_or_restart]
+        pairs += [("try-restart", unit) for unit in self.try_restart]
+        pairs += [("try-reload-or-restart", unit) for unit in self.try_reload_or_restart]
+        return pairs
+
+
+def file_changes(old: Manifest, new: Manifest) -> FileChanges:
+    changes = FileChanges()
+    for path, entry in new.entries.items():
+        before = old.entries.get(path)
+        if before is None:
+            changes.added.append(path)
+        elif not before.same_on_target(entry):
+            changes.changed.append(path)
+    changes.removed = [path for path in old.entries if path not in new.entries]
+    changes.added.sort()
+    changes.changed.sort()
+    changes.removed.sort()
+    return changes
+
+
+def unit_actions(old: Manifest, new: Manifest, changes: FileChanges) -> UnitActions:
+    actions = UnitActions()
+    # Units whose definition changed (unit file, drop-ins) must restart; a reload would keep
+    # the old ExecStart=. Units whose other files changed may reload, when they can.
+    redefined: set[str] = set()
+    reconfigured: set[str] = set()
+    for path in [*changes.added, *changes.changed, *changes.removed]:
+        entry: Entry = new.entries.get(path) or old.entries[path]
+        if path.startswith("usr/local/lib/systemd/"):
+            actions.daemon_reload = True
+        defined = unit_of(path)
+        for unit in entry.units:
+            (redefined if unit == defined else reconfigured).add(unit)
+    for unit in sorted(set(old.wanted) - set(new.wanted)):
+        actions.stop.append(unit)
+    for unit in sorted(set(new.wanted) - set(old.wanted)):
+        actions.start.append(unit)
+    handled = set(actions.stop) | set(actions.start)
+    for unit in sorted(redefined - handled):
+        if unit not in new.units:
+            continue  # its files are gone: nothing left to restart
+        (actions.restart if unit in new.wanted else actions.try_restart).append(unit)
+    for unit in sorted(reconfigured - redefined - handled):
+        if unit not in new.units and unit not in new.wanted:
+            continue
+        if unit in new.wanted:
+            actions.reload_or_restart.append(unit)
+        else:
+            actions.try_reload_or_restart.append(unit)
+    return actions
+
+
+def steps(old: Manifest, new: Manifest, generation: str) -> list[str]:
+    """The lines apply.sh runs to switch the target from `old` to `new` (in `generation`)."""
+    changes = file_changes(old, new)
+    actions = unit_actions(old, new, changes)
+    lines = [f"stop {unit}" for unit in actions.stop]
+    for path in sorted(changes.added + changes.changed):
+        entry = new.entries[path]
+        before = old.entries.get(path)
+        if entry.type == "dir":
+            if before is None or before.type != "dir" or before.mode != entry.mode:
+                lines.append(f"dir {entry.mode:04o} {path}")
+        elif before is None or before.type == "dir":
+            lines.append(f"link {path}")
+    lines.append(f"flip {generation}")
+    for path in sorted(changes.removed, reverse=True):  # children before their directories
+        if old.entries[path].type != "dir":
+            lines.append(f"unlink {path}")
+        elif path not in DISTRO_DIRS:
+            lines.append(f"rmdir {path}")
+    if actions.daemon_reload:
+        lines.append("daemon-reload")
+    for action, unit in actions.summary():
+        if action != "stop":
+            lines.append(f"{action} {unit}")
+    lines += [f"check {unit}" for unit in actions.start + actions.restart + actions.reload_or_restart]
+    return lines

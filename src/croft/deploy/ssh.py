@@ -1,0 +1,76 @@
+"""SSH connections: one multiplexed OpenSSH master per machine, shared by every command and rsync.
+
+A warm master makes a remote command cost ~7 ms instead of ~200 ms for a fresh connection;
+it persists a minute after croft exits so the next command (or --watch) starts warm.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
+from croft.run import CommandError, run
+from croft.site.model import SshTarget
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CROFT_CACHE", Path.home() / ".cache" / "croft"))
+
+
+class Connection:
+    def __init__(self, target: SshTarget, known_hosts: Path, *, persist: str = "60") -> None:
+        self.target = target
+        control = cache_dir() / "ssh"
+        control.mkdir(parents=True, exist_ok=True, mode=0o700)
+        known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        options = [
+            "BatchMode=yes",  # never prompt: croft runs unattended and in parallel
+            "StrictHostKeyChecking=accept-new",
+            f"UserKnownHostsFile={known_hosts}",
+            "ControlMaster=auto",
+            f"ControlPath={control}/%C",  # %C: a hash, so the socket path stays short
+            f"ControlPersist={persist}",
+            "ConnectTimeout=10",
+            "ServerAliveInterval=5",
+            "ServerAliveCountMax=3",
+            "LogLevel=ERROR",
+            *target.options,
+        ]
+        self.argv = ["ssh", "-p", str(target.port)]
+        if target.key:
+            self.argv += ["-i", str(target.key), "-o", "IdentitiesOnly=yes"]
+        for option in options:
+            self.argv += ["-o", option]
+        self.destination = f"{target.user}@{target.host}"
+
+    def __str__(self) -> str:
+        return self.destination
+
+    def command(self, script: str) -> list[str]:
+        """The argv that runs `script` with the remote's sh."""
+        return [*self.argv, self.destination, "--", "sh", "-c", shlex.quote(script)]
+
+    def run(
+        self, script: str, *, input: str | None = None, check: bool = True, timeout: float | None = 120
+    ) -> subprocess.CompletedProcess[str]:
+        try:
+            return run(self.command(script), input=input, check=check, timeout=timeout)
+        except CommandError as exc:
+            if exc.returncode == 255:
+                raise ConnectionFailed(self, exc.stderr) from None
+            raise
+
+    def rsync_shell(self) -> str:
+        """The -e argument that makes rsync ride this connection."""
+        return shlex.join(self.argv)
+
+    def close(self) -> None:
+        run([*self.argv, "-O", "exit", self.destination], check=False, timeout=10)
+
+
+class ConnectionFailed(CommandError):
+    def __init__(self, connection: Connection, stderr: str) -> None:
+        super().__init__(connection.command("…"), 255, stderr)
+        self.args = (f"cannot reach {connection}: {stderr.strip() or 'ssh failed'}",)

@@ -1,0 +1,120 @@
+"""The one helper through which croft runs external commands.
+
+Logging, timeouts and errors that show the command and its stderr live here, so every caller
+gets them the same way (the mkosi model).
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from croft.errors import CroftError
+
+log = logging.getLogger("croft.run")
+
+Command = Sequence[str | Path]
+
+
+class CommandError(CroftError):
+    """A command exited non-zero or ran out of time."""
+
+    def __init__(self, argv: Sequence[str], returncode: int | None, stderr: str) -> None:
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+        status = "timed out" if returncode is None else f"exited {returncode}"
+        message = f"command {status}: {shlex.join(self.argv)}"
+        if stderr.strip():
+            tail = "\n".join(stderr.strip().splitlines()[-20:])
+            message += "\n" + "\n".join(f"  | {line}" for line in tail.splitlines())
+        super().__init__(message)
+
+
+def run(
+    argv: Command,
+    *,
+    input: str | None = None,
+    check: bool = True,
+    capture: bool = True,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command and return its result, with stdout and stderr as text when captured.
+
+    On a non-zero exit (with check) or a timeout, raises CommandError naming the command and
+    showing the end of its stderr.
+    """
+    result = _run(argv, input.encode() if input is not None else None, check, capture, timeout, env, cwd)
+    return subprocess.CompletedProcess(
+        result.args, result.returncode,
+        result.stdout.decode(errors="replace") if result.stdout is not None else None,
+        result.stderr.decode(errors="replace") if result.stderr is not None else None,
+    )
+
+
+def run_binary(
+    argv: Command, *, input: bytes | None = None, check: bool = True, timeout: float | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """run() for commands whose output is binary (an archive); stderr stays in the error."""
+    return _run(argv, input, check, True, timeout, None, None)
+
+
+def _run(
+    argv: Command,
+    data: bytes | None,
+    check: bool,
+    capture: bool,
+    timeout: float | None,
+    env: Mapping[str, str] | None,
+    cwd: Path | None,
+) -> subprocess.CompletedProcess[bytes]:
+    args = [str(arg) for arg in argv]
+    log.debug("run: %s", shlex.join(args))
+    try:
+        result = subprocess.run(
+            args,
+            input=data,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.PIPE if capture else None,
+            stdin=None if data is not None else subprocess.DEVNULL,
+            timeout=timeout,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
+        raise CommandError(args, None, stderr) from None
+    except FileNotFoundError:
+        raise CroftError(
+            f"command not found: {args[0]} (scripts/setup installs what croft needs)"
+        ) from None
+    if check and result.returncode != 0:
+        raise CommandError(args, result.returncode, (result.stderr or b"").decode(errors="replace"))
+    return result
+
+
+def spawn(
+    argv: Command,
+    *,
+    stdout: int | None = subprocess.DEVNULL,
+    stderr: int | None = subprocess.DEVNULL,
+    new_session: bool = True,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a long-running command in the background (a container, a server) and return it."""
+    args = [str(arg) for arg in argv]
+    log.debug("spawn: %s", shlex.join(args))
+    return subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+        start_new_session=new_session,
+        cwd=cwd,
+    )

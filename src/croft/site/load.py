@@ -1,0 +1,254 @@
+"""Loading a site from its directory: parse every file, validate, report every problem at once.
+
+Validated sites are cached in .croft/cache/site.pickle, keyed by the config files' stat, so
+the commands run after every edit do not pay for importing pydantic.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any, TypeVar
+
+from croft.errors import Problem, SiteError
+from croft.site.model import (
+    OWNED_ROOT,
+    Layer,
+    LayerConfig,
+    Machine,
+    MachineConfig,
+    Site,
+    SiteConfig,
+)
+from croft.site.tomlfile import locate, read_toml
+
+T = TypeVar("T")
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# What a layer (or a machine's own tree) may hold at its top: the file tree under usr/, and
+# croft's own declarations.
+LAYER_RESERVED = {"layer.toml", "services"}
+CACHE_VERSION = 1
+
+
+def _config_files(root: Path) -> list[Path]:
+    """The files whose content decides the site model (not the file trees)."""
+    files = [root / "site.toml", root / "machines", root / "layers"]
+    for folder in ("machines", "layers"):
+        try:
+            entries = os.scandir(root / folder)
+        except FileNotFoundError:
+            continue
+        with entries:
+            for entry in entries:
+                if folder == "machines" and entry.name.endswith(".toml"):
+                    files.append(Path(entry.path))
+                elif folder == "layers" and entry.is_dir():
+                    files.append(Path(entry.path) / "layer.toml")
+    return files
+
+
+def _fingerprint(files: list[Path]) -> list[tuple[str, int, int]]:
+    stamps = []
+    for path in files:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        stamps.append((str(path), st.st_mtime_ns, st.st_size))
+    return stamps
+
+
+def load_site(root: Path, *, use_cache: bool = True) -> Site:
+    """Load and validate the site at `root`; raises SiteError listing every problem."""
+    root = root.resolve()
+    if not (root / "site.toml").is_file():
+        raise SiteError(
+            [Problem(root / "site.toml", "not found", hint="run croft in a site directory, or pass --site DIR")]
+        )
+    cache = root / ".croft" / "cache" / "site.pickle"
+    stamps = _fingerprint(_config_files(root))
+    if use_cache:
+        try:
+            with cache.open("rb") as stream:
+                version, cached_stamps, site = pickle.load(stream)
+            if version == CACHE_VERSION and cached_stamps == stamps:
+                return site  # type: ignore[no-any-return]
+        except (OSError, EOFError, pickle.PickleError, ValueError, TypeError, AttributeError):
+            pass
+    site = _load(root)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    with tmp.open("wb") as stream:
+        pickle.dump((CACHE_VERSION, stamps, site), stream)
+    tmp.replace(cache)
+    return site
+
+
+def _validate(model: type[T], path: Path, problems: list[Problem]) -> T | None:
+    """Parse and validate one TOML file into `model`; problems are appended, not raised."""
+    from pydantic import TypeAdapter, ValidationError
+
+    parsed = read_toml(path)
+    if isinstance(parsed, Problem):
+        problems.append(parsed)
+        return None
+    data, text = parsed
+    try:
+        return TypeAdapter(model).validate_python(data)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            field = ".".join(str(part) for part in loc) or None
+            message = error["msg"]
+            if error["type"] == "unexpected_keyword_argument":
+                message = "unknown key"
+                allowed = _allowed_keys(model, loc[:-1])
+                hint = f"allowed keys here: {', '.join(allowed)}" if allowed else None
+            elif error["type"] == "missing_argument" or error["type"] == "missing":
+                message = "required key is missing"
+                hint = f"add `{loc[-1]} = ...`"
+            else:
+                hint = None
+            problems.append(Problem(path, message, line=locate(text, loc), field=field, hint=hint))
+        return None
+
+
+def _allowed_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
+    """The keys a (nested) dataclass accepts at `loc`, for 'unknown key' hints."""
+    import dataclasses
+    import typing
+
+    current = model
+    for part in loc:
+        if isinstance(part, int) or not dataclasses.is_dataclass(current):
+            return []
+        hints = typing.get_type_hints(current)
+        if part not in hints:
+            return []
+        current = hints[part]
+        args = typing.get_args(current)
+        if typing.get_origin(current) is dict and len(args) == 2:
+            return []  # a free-form table (vars, units): any key
+    if not dataclasses.is_dataclass(current):
+        return []
+    return [f.name for f in dataclasses.fields(current)]
+
+
+def owned_path_problem(pattern: str) -> str | None:
+    """Why a path or glob from a config file cannot name a file croft owns, if it cannot."""
+    if pattern.startswith("/"):
+        return "must be relative to the target's root, e.g. usr/local/etc/app.conf"
+    parts = pattern.split("/")
+    if ".." in parts:
+        return "must not contain '..' (it would escape the target's root)"
+    if parts[:2] != OWNED_ROOT.split("/"):
+        return f"must be under {OWNED_ROOT}/: croft owns nothing else on a machine"
+    return None
+
+
+def _load(root: Path) -> Site:
+    problems: list[Problem] = []
+    config = _validate(SiteConfig, root / "site.toml", problems)
+
+    layers: dict[str, Layer] = {}
+    layers_dir = root / "layers"
+    if layers_dir.is_dir():
+        for path in sorted(layers_dir.iterdir()):
+            if not path.is_dir():
+                continue
+            layer_config: LayerConfig | None = LayerConfig()
+            if (path / "layer.toml").exists():
+                layer_config = _validate(LayerConfig, path / "layer.toml", problems)
+            if layer_config is not None:
+                _check_layer(path, layer_config, problems)
+                layers[path.name] = Layer(path.name, path, layer_config)
+            _check_tree_top(path, problems)
+
+    machines: dict[str, Machine] = {}
+    machines_dir = root / "machines"
+    addresses: dict[str, Path] = {}
+    lowered: dict[str, Path] = {}
+    if machines_dir.is_dir():
+        for path in sorted(machines_dir.iterdir()):
+            if path.is_dir():
+                if not path.with_suffix(".toml").exists():
+                    problems.append(
+                        Problem(path, "a machine tree without a machine",
+                                hint=f"create {path.name}.toml beside it, or remove it")
+                    )
+                else:
+                    _check_tree_top(path, problems)
+                continue
+            if path.suffix != ".toml":
+                continue
+            name = path.stem
+            if not _NAME.match(name):
+                problems.append(
+                    Problem(path, f"machine name {name!r} is not a valid host name",
+                            hint="use lower-case letters, digits and '-', e.g. web-1.toml")
+                )
+                continue
+            if name.lower() in lowered:
+                problems.append(Problem(path, f"duplicate machine: {lowered[name.lower()].name} has the same name"))
+                continue
+            lowered[name.lower()] = path
+            machine_config = _validate(MachineConfig, path, problems)
+            if machine_config is None:
+                continue
+            text = path.read_text()
+            for index, layer_name in enumerate(machine_config.layers):
+                if layer_name not in layers and not (layers_dir / layer_name).is_dir():
+                    known = ", ".join(sorted(layers)) or "none"
+                    problems.append(
+                        Problem(path, f"layer {layer_name!r} does not exist",
+                                line=locate(text, ("layers", index)), field=f"layers.{index}",
+                                hint=f"create layers/{layer_name}/ or use one of: {known}")
+                    )
+            if machine_config.address in addresses:
+                problems.append(
+                    Problem(path, f"address {machine_config.address} is already used by "
+                            f"machines/{addresses[machine_config.address].name}",
+                            line=locate(text, ("address",)), field="address")
+                )
+            addresses[machine_config.address] = path
+            machines[name] = Machine(name, machine_config, path, machines_dir / name)
+
+    if problems or config is None:
+        raise SiteError(problems)
+    return Site(root=root, config=config, machines=machines, layers=layers)
+
+
+def _check_layer(path: Path, config: LayerConfig, problems: list[Problem]) -> None:
+    toml = path / "layer.toml"
+    text = toml.read_text() if toml.exists() else ""
+    declared = [("secrets", index, glob) for index, glob in enumerate(config.secrets)]
+    for unit, unit_config in config.units.items():
+        declared += [(f"units.{unit}.config", index, glob) for index, glob in enumerate(unit_config.config)]
+    for field, index, glob in declared:
+        reason = owned_path_problem(glob)
+        if reason:
+            loc = (*field.split(".", 2), index) if field.startswith("units") else (field, index)
+            problems.append(
+                Problem(toml, f"{glob!r} {reason}", line=locate(text, loc), field=f"{field}.{index}")
+            )
+
+
+def _check_tree_top(path: Path, problems: list[Problem]) -> None:
+    for entry in sorted(path.iterdir()):
+        if entry.name == "usr" and entry.is_dir() and not entry.is_symlink():
+            for sub in sorted(entry.iterdir()):
+                if sub.name != "local":
+                    problems.append(
+                        Problem(sub, f"outside {OWNED_ROOT}/: croft owns nothing else on a machine",
+                                hint=f"move it under {OWNED_ROOT}/ (to replace a distro file, "
+                                "declare a config overlay)")
+                    )
+        elif entry.name not in LAYER_RESERVED:
+            problems.append(
+                Problem(entry, f"outside {OWNED_ROOT}/: a tree holds only usr/local/ and "
+                        f"croft's declarations ({', '.join(sorted(LAYER_RESERVED))})",
+                        hint=f"move it under {OWNED_ROOT}/")
+            )

@@ -1,0 +1,173 @@
+"""The site model: what site.toml, machines/<name>.toml and layers/<layer>/layer.toml hold.
+
+Plain frozen dataclasses, so a validated site can be cached and loaded again without importing
+pydantic; pydantic validates them (see load.py) through the `__pydantic_config__` attribute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+# Unknown keys are errors: a misspelt key silently ignored is the worst kind of bug in a config.
+_STRICT: dict[str, Any] = {"extra": "forbid"}
+
+# croft owns this subtree of every target and nothing outside it, so `rm -rf /usr/local/*`
+# returns a machine to its distribution.
+OWNED_ROOT = "usr/local"
+
+
+@dataclass(frozen=True)
+class SshConfig:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    user: str | None = None
+    port: int | None = None
+    key: str | None = None
+    """Private key file; relative paths are relative to the site directory."""
+    options: tuple[str, ...] = ()
+    """Extra `ssh -o` options, e.g. "ProxyJump=bastion"."""
+
+
+@dataclass(frozen=True)
+class DeployConfig:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    keep_generations: int = 10
+    """Generations kept on each machine; older ones are pruned after a successful deploy."""
+    settle_seconds: float = 0.5
+    """How long a restarted unit must stay up before the deploy counts it healthy."""
+    parallel: int = 16
+    """Machines deployed at once."""
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """site.toml"""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    name: str
+    domain: str = "home.arpa"
+    ssh: SshConfig = field(default_factory=SshConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MachineConfig:
+    """machines/<name>.toml"""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    address: str
+    layers: tuple[str, ...] = ()
+    ssh: SshConfig = field(default_factory=SshConfig)
+    vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UnitConfig:
+    """A unit a layer owns: which files, besides its unit file and drop-ins, restart it."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    config: tuple[str, ...] = ()
+    """Glob patterns of target paths (e.g. "usr/local/etc/web/**") whose change restarts it."""
+
+
+@dataclass(frozen=True)
+class LayerConfig:
+    """layers/<layer>/layer.toml (optional)"""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    vars: dict[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    """Glob patterns of target paths that ship with mode 0600 and are never printed in diffs."""
+    units: dict[str, UnitConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    path: Path
+    config: LayerConfig
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    """Everything needed to open an SSH connection to one machine."""
+
+    host: str
+    user: str
+    port: int
+    key: Path | None
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Machine:
+    name: str
+    config: MachineConfig
+    file: Path
+    tree: Path
+    """machines/<name>/: the machine's own files, applied after every layer."""
+
+    @property
+    def address(self) -> str:
+        return self.config.address
+
+
+@dataclass(frozen=True)
+class Site:
+    root: Path
+    config: SiteConfig
+    machines: dict[str, Machine]
+    layers: dict[str, Layer]
+
+    @property
+    def state_dir(self) -> Path:
+        """.croft/: build output, caches, SSH sockets; never committed."""
+        return self.root / ".croft"
+
+    @property
+    def facts_dir(self) -> Path:
+        return self.root / "facts"
+
+    def machine_layers(self, machine: Machine) -> list[Layer]:
+        return [self.layers[name] for name in machine.config.layers]
+
+    def variables(self, machine: Machine) -> dict[str, Any]:
+        """Template variables: site vars < layer vars (in order) < machine vars."""
+        merged = dict(self.config.vars)
+        for layer in self.machine_layers(machine):
+            merged.update(layer.config.vars)
+        merged.update(machine.config.vars)
+        return merged
+
+    def ssh_target(self, machine: Machine) -> SshTarget:
+        site, own = self.config.ssh, machine.config.ssh
+        key = own.key or site.key
+        key_path = None
+        if key:
+            key_path = Path(key).expanduser()
+            if not key_path.is_absolute():
+                key_path = self.root / key_path
+        return SshTarget(
+            host=machine.address,
+            user=own.user or site.user or "root",
+            port=own.port or site.port or 22,
+            key=key_path,
+            options=site.options + own.options,
+        )
+
+    def select(self, names: list[str] | tuple[str, ...]) -> list[Machine]:
+        """The named machines (all when none are named); unknown names are an error."""
+        from croft.errors import CroftError
+
+        if not names:
+            return list(self.machines.values())
+        unknown = [name for name in names if name not in self.machines]
+        if unknown:
+            known = ", ".join(sorted(self.machines)) or "none"
+            raise CroftError(
+                f"no machine named {', '.join(unknown)} in {self.root / 'machines'} "
+                f"(machines: {known})"
+            )
+        return [self.machines[name] for name in names]
