@@ -55,11 +55,12 @@ def build_command(root: str, machines: tuple[str, ...], *, force: bool = False) 
     results = builder.build(site, site.select(machines), force=force, record_as=key)
     changed = [r for r in results.values() if r.changed]
     for result in changed:
-        print(f"{result.machine}: {result.written} written, {result.removed} removed, "
-              f"{len(result.manifest.entries)} paths")
+        print(
+            f"{result.machine}: {result.written} written, {result.removed} removed, "
+            f"{len(result.manifest.entries)} paths"
+        )
     if not changed:
         print("up to date")
-
 
 
 def _click_main() -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from croft.errors import CroftError
+
+if TYPE_CHECKING:
+    from croft.build.manifest import Manifest
+    from croft.site.model import Machine, Site
 
 
 def _site_root(ctx: click.Context) -> Path:
@@ -21,8 +26,15 @@ def _load(ctx: click.Context):  # type: ignore[no-untyped-def]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--site", "site", type=click.Path(file_okay=False), envvar="CROFT_SITE", default=".",
-              show_default=True, help="The site directory (or $CROFT_SITE).")
+@click.option(
+    "--site",
+    "site",
+    type=click.Path(file_okay=False),
+    envvar="CROFT_SITE",
+    default=".",
+    show_default=True,
+    help="The site directory (or $CROFT_SITE).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every command croft runs.")
 @click.version_option(package_name="croft")
 @click.pass_context
@@ -66,22 +78,28 @@ def facts(ctx: click.Context, machines: tuple[str, ...], refresh: bool) -> None:
             failed = True
         else:
             os_name = result["os"].get("pretty_name") or result["os"].get("id")
-            click.echo(f"{name}: {result['hostname']}, {os_name}, {result['arch']}, "
-                       f"{result['nproc']} cpus, systemd {result['systemd']}")
+            click.echo(
+                f"{name}: {result['hostname']}, {os_name}, {result['arch']}, "
+                f"{result['nproc']} cpus, systemd {result['systemd']}"
+            )
     if failed:
         sys.exit(1)
 
 
 @cli.command()
 @click.argument("machines", nargs=-1)
-@click.option("--explain", nargs=2, metavar="MACHINE PATH",
-              help="Show which layer a target path comes from and what it overrode.")
+@click.option(
+    "--explain",
+    nargs=2,
+    metavar="MACHINE PATH",
+    help="Show which layer a target path comes from and what it overrode.",
+)
 @click.option("--force", is_flag=True, help="Rebuild everything, ignoring the cache.")
 @click.pass_context
-def build(ctx: click.Context, machines: tuple[str, ...], explain: tuple[str, str] | None,
-          force: bool) -> None:
+def build(
+    ctx: click.Context, machines: tuple[str, ...], explain: tuple[str, str] | None, force: bool
+) -> None:
     """Render each machine's tree into .croft/build/<machine>/ with its manifest."""
-    from croft.build import builder
 
     site = _load(ctx)
     if explain:
@@ -109,7 +127,7 @@ def _explain(site, machine_name: str, path: str) -> str:  # type: ignore[no-unty
     return "\n".join(lines)
 
 
-def _build_all(site, machines):  # type: ignore[no-untyped-def]
+def _build_all(site: Site, machines: list[Machine]) -> dict[str, Manifest]:
     from croft.build import builder
     from croft.build.stamp import selection_key
 
@@ -149,9 +167,8 @@ def diff(ctx: click.Context, machines: tuple[str, ...]) -> None:
 def deploy(ctx: click.Context, machines: tuple[str, ...], no_rollback: bool, watch: bool) -> None:
     """Build, send the delta and switch each machine to a new generation."""
     if watch:
-        from croft.deploy.watch import watch as watch_site
-
         from croft.build.stamp import selection_key
+        from croft.deploy.watch import watch as watch_site
 
         site = _load(ctx)
         key = selection_key(machines)
@@ -231,3 +248,29 @@ def reset(ctx: click.Context, machine: str) -> None:
         sys.exit(1)
 
 
+@cli.group()
+def fleet() -> None:
+    """The site's machines as containers on this host (systemd-nspawn), to try a site."""
+
+
+@fleet.command("up")
+@click.pass_context
+def fleet_up(ctx: click.Context) -> None:
+    """Boot every machine of the site as a container at its address (needs root)."""
+    from croft.fleet import fleet as fleets
+    from croft.fleet.rootfs import ssh_key
+
+    up = fleets.up(_load(ctx))
+    for container in up.containers.values():
+        click.echo(f"{container.name}: {container.address} up")
+    click.echo(f"fleet {up.name} up in {up.boot_seconds:.1f} s; reach it with CROFT_SSH_KEY={ssh_key()}")
+
+
+@fleet.command("down")
+@click.pass_context
+def fleet_down(ctx: click.Context) -> None:
+    """Stop the site's fleet and remove everything it made (namespace, mounts, cgroups)."""
+    from croft.fleet import fleet as fleets
+
+    name = fleets.fleet_name(_load(ctx))
+    click.echo(f"fleet {name} down" if fleets.down(name) else f"fleet {name} was not up")

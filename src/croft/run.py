@@ -11,6 +11,7 @@ import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import IO
 
 from croft.errors import CroftError
 
@@ -51,7 +52,8 @@ def run(
     """
     result = _run(argv, input.encode() if input is not None else None, check, capture, timeout, env, cwd)
     return subprocess.CompletedProcess(
-        result.args, result.returncode,
+        result.args,
+        result.returncode,
         result.stdout.decode(errors="replace") if result.stdout is not None else None,
         result.stderr.decode(errors="replace") if result.stderr is not None else None,
     )
@@ -91,9 +93,7 @@ def _run(
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
         raise CommandError(args, None, stderr) from None
     except FileNotFoundError:
-        raise CroftError(
-            f"command not found: {args[0]} (scripts/setup installs what croft needs)"
-        ) from None
+        raise CroftError(f"command not found: {args[0]} (scripts/setup installs what croft needs)") from None
     if check and result.returncode != 0:
         raise CommandError(args, result.returncode, (result.stderr or b"").decode(errors="replace"))
     return result
@@ -102,8 +102,8 @@ def _run(
 def spawn(
     argv: Command,
     *,
-    stdout: int | None = subprocess.DEVNULL,
-    stderr: int | None = subprocess.DEVNULL,
+    stdout: int | IO[bytes] | None = subprocess.DEVNULL,
+    stderr: int | IO[bytes] | None = subprocess.DEVNULL,
     new_session: bool = True,
     cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:

@@ -11,11 +11,16 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
 
     from croft.deploy.deployer import Outcome
 
 STATUS_STYLE = {
-    "unchanged": "dim", "deployed": "green", "planned": "cyan", "rolled-back": "yellow", "failed": "red",
+    "unchanged": "dim",
+    "deployed": "green",
+    "planned": "cyan",
+    "rolled-back": "yellow",
+    "failed": "red",
 }
 
 
@@ -43,7 +48,7 @@ class StageBoard:
         if not interactive():
             print(f"{machine}: {stage}", flush=True)
 
-    def table(self):  # type: ignore[no-untyped-def]
+    def table(self) -> Table:
         from rich.table import Table
 
         table = Table(box=None, show_header=False)
@@ -92,8 +97,12 @@ def outcome_table(outcomes: list[Outcome]) -> None:
         units = ", ".join(f"{action} {unit}" for action, unit in outcome.actions.summary())
         style = STATUS_STYLE.get(outcome.status, "")
         table.add_row(
-            outcome.machine, f"[{style}]{outcome.status}[/]",
-            str(outcome.generation or "-"), files, units or "-", outcome.message,
+            outcome.machine,
+            f"[{style}]{outcome.status}[/]",
+            str(outcome.generation or "-"),
+            files,
+            units or "-",
+            outcome.message,
         )
     console().print(table)
     for outcome in outcomes:

@@ -104,8 +104,13 @@ def load_facts(site: Site, machine: str) -> dict[str, Any] | None:
         return None
     except ValueError as exc:
         raise SiteError(
-            [Problem(facts_file(site, machine), f"invalid JSON: {exc}",
-                     hint=f"run `croft facts --refresh {machine}`")]
+            [
+                Problem(
+                    facts_file(site, machine),
+                    f"invalid JSON: {exc}",
+                    hint=f"run `croft facts --refresh {machine}`",
+                )
+            ]
         ) from None
 
 
@@ -123,7 +128,11 @@ def template_context(site: Site, machine: Machine) -> dict[str, Any]:
 
 
 def build(
-    site: Site, machines: list[Machine], *, write: bool = True, force: bool = False,
+    site: Site,
+    machines: list[Machine],
+    *,
+    write: bool = True,
+    force: bool = False,
     record_as: str | None = None,
 ) -> dict[str, BuildResult]:
     """Build these machines; raises SiteError listing every problem in every machine.
@@ -165,8 +174,12 @@ def _reserved_variable_problems(site: Site, machine: Machine) -> list[Problem]:
         for name in RESERVED_VARIABLES:
             if name in variables:
                 problems.append(
-                    Problem(file, f"vars.{name} is reserved: templates get `{name}` from croft",
-                            field=f"vars.{name}", hint="rename the variable")
+                    Problem(
+                        file,
+                        f"vars.{name} is reserved: templates get `{name}` from croft",
+                        field=f"vars.{name}",
+                        hint="rename the variable",
+                    )
                 )
     return problems
 
@@ -298,7 +311,11 @@ class MachineBuild:
         if self.context is None:
             self.context = template_context(self.site, self.machine)
         cached = self.cache.get(source.path)
-        if cached is not None and len(cached) > 2 and cached[0][:6] == ["template", str(source.file), *source.stamp]:
+        if (
+            cached is not None
+            and len(cached) > 2
+            and cached[0][:6] == ["template", str(source.file), *source.stamp]
+        ):
             names, includes = set(cached[2]["names"]), set(cached[2]["includes"])
         else:
             parsed = self._parse_template(source)
@@ -316,8 +333,13 @@ class MachineBuild:
         stamps = sorted(
             (inc, os.stat(self.templates[inc]).st_mtime_ns) for inc in includes if inc in self.templates
         )
-        return ["template", str(source.file), *source.stamp,
-                render.values_digest(self.context, names), stamps]
+        return [
+            "template",
+            str(source.file),
+            *source.stamp,
+            render.values_digest(self.context, names),
+            stamps,
+        ]
 
     def _parse_template(self, source: Source) -> tuple[set[str], set[str]] | None:
         import jinja2
@@ -336,11 +358,16 @@ class MachineBuild:
         head = name.partition(".")[0]
         line = _first_line_naming(source.file, name.rpartition(".")[2])
         if head == "facts" and load_facts(self.site, self.machine.name) is None:
-            return Problem(source.file, f"uses {name} but no facts were gathered for "
-                           f"{self.machine.name}", line=line,
-                           hint=f"run `croft facts {self.machine.name}`")
+            return Problem(
+                source.file,
+                f"uses {name} but no facts were gathered for {self.machine.name}",
+                line=line,
+                hint=f"run `croft facts {self.machine.name}`",
+            )
         return Problem(
-            source.file, f"undefined variable {name!r} (machine {self.machine.name})", line=line,
+            source.file,
+            f"undefined variable {name!r} (machine {self.machine.name})",
+            line=line,
             hint="define it in site.toml, the layer's layer.toml or the machine's [vars]",
         )
 

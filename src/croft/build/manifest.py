@@ -31,7 +31,10 @@ class Entry:
     def same_on_target(self, other: Entry) -> bool:
         """Whether the target would hold the same thing (origin does not matter there)."""
         return (self.type, self.mode, self.sha256, self.target) == (
-            other.type, other.mode, other.sha256, other.target
+            other.type,
+            other.mode,
+            other.sha256,
+            other.target,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -117,7 +120,7 @@ def unit_of(path: str) -> str | None:
     """The unit a path defines or configures by where it lies: its unit file or a drop-in."""
     if not path.startswith(UNIT_DIR + "/"):
         return None
-    rest = path[len(UNIT_DIR) + 1:]
+    rest = path[len(UNIT_DIR) + 1 :]
     head, _, tail = rest.partition("/")
     if not tail and head.endswith(UNIT_SUFFIXES):
         return head

@@ -85,12 +85,13 @@ def _keys_read(ast: nodes.Template, mapping: str) -> set[str]:
     keys: set[str] = set()
     seen_keyed: set[int] = set()
     for node in ast.find_all((nodes.Getattr, nodes.Getitem)):
-        inner = node.node
+        inner = getattr(node, "node", None)
         if isinstance(inner, nodes.Name) and inner.name == mapping:
+            arg = getattr(node, "arg", None)
             if isinstance(node, nodes.Getattr):
                 keys.add(f"{mapping}.{node.attr}")
-            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-                keys.add(f"{mapping}.{node.arg.value}")
+            elif isinstance(arg, nodes.Const) and isinstance(arg.value, str):
+                keys.add(f"{mapping}.{arg.value}")
             else:
                 return {mapping}
             seen_keyed.add(id(inner))
@@ -137,15 +138,25 @@ def render(env: jinja2.Environment, name: str, file: Path, context: Mapping[str,
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateFailure(Problem(file, f"template syntax error: {exc.message}", line=exc.lineno)) from None
+        raise TemplateFailure(
+            Problem(file, f"template syntax error: {exc.message}", line=exc.lineno)
+        ) from None
     except jinja2.UndefinedError as exc:
         raise TemplateFailure(
-            Problem(file, f"undefined variable: {exc.message}", line=_template_line(exc, file),
-                    hint="define it in site.toml, the layer's layer.toml or the machine's [vars]")
+            Problem(
+                file,
+                f"undefined variable: {exc.message}",
+                line=_template_line(exc, file),
+                hint="define it in site.toml, the layer's layer.toml or the machine's [vars]",
+            )
         ) from None
     except Exception as exc:  # a template may raise anything a filter or a test can
         raise TemplateFailure(
-            Problem(file, f"template failed: {type(exc).__name__}: {exc}", line=_template_line(exc, file))
+            Problem(
+                file,
+                f"template failed: {type(exc).__name__}: {exc}",
+                line=_template_line(exc, file),
+            )
         ) from None
 
 

@@ -68,16 +68,14 @@ def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def _walk_dir(directory: Path, rel: str, origin: str, tree: Tree, follow: bool) -> None:
-    tree.sources.append(
-        Source(rel, directory, "dir", origin, _stamp(os.stat(directory)))
-    )
+    tree.sources.append(Source(rel, directory, "dir", origin, _stamp(os.stat(directory))))
     with os.scandir(directory) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
             name = entry.name
             path = Path(entry.path)
             deref = name.startswith(DEREF_PREFIX)
             if deref:
-                name = name[len(DEREF_PREFIX):]
+                name = name[len(DEREF_PREFIX) :]
                 if not name:
                     tree.problems.append(Problem(path, "a `!` name needs a name after the `!`"))
                     continue
@@ -85,8 +83,11 @@ def _walk_dir(directory: Path, rel: str, origin: str, tree: Tree, follow: bool) 
                 st = os.stat(path) if (deref or follow) else entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 tree.problems.append(
-                    Problem(path, f"`!` link points nowhere ({os.readlink(path)} does not exist)",
-                            hint="create the file it points to, or remove the link")
+                    Problem(
+                        path,
+                        f"`!` link points nowhere ({os.readlink(path)} does not exist)",
+                        hint="create the file it points to, or remove the link",
+                    )
                 )
                 continue
             target = f"{rel}/{name}"
@@ -122,11 +123,15 @@ def compose(trees: list[Tree]) -> Composition:
             if previous is not None:
                 if (previous.kind == "dir") != (source.kind == "dir"):
                     problems.append(
-                        Problem(source.file, f"{source.path} is a "
-                                f"{'directory' if source.kind == 'dir' else 'file'} here but a "
-                                f"{'directory' if previous.kind == 'dir' else 'file'} in "
-                                f"{previous.origin}", hint="a layer can replace a file with a file "
-                                "or a directory with a directory, not one with the other")
+                        Problem(
+                            source.file,
+                            f"{source.path} is a "
+                            f"{'directory' if source.kind == 'dir' else 'file'} here but a "
+                            f"{'directory' if previous.kind == 'dir' else 'file'} in "
+                            f"{previous.origin}",
+                            hint="a layer can replace a file with a file "
+                            "or a directory with a directory, not one with the other",
+                        )
                     )
                     continue
                 if source.kind != "dir":

@@ -61,10 +61,7 @@ def fresh(state_dir: str, key: str) -> bool:
     recorded = _load(state_dir).get(key)
     if not recorded:
         return False
-    for path, follow, *stamp in recorded:
-        if list(stat(str(path), bool(follow))) != stamp:
-            return False
-    return True
+    return all(list(stat(str(path), bool(follow))) == stamp for path, follow, *stamp in recorded)
 
 
 def signature(state_dir: str, key: str) -> str:

@@ -127,7 +127,8 @@ if run_plan "$plans/forward"; then
         done
     fi
     if [ "$RESET" = 1 ]; then
-        rm -rf "$GENERATIONS" "$CROFT/live" "$CROFT/live.new"
+        # The lock goes too: the open descriptor keeps it held until this script exits.
+        rm -rf "$CROFT"
         echo "croft-reset: done"
     fi
     echo "croft-done: $GEN"

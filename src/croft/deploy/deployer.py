@@ -76,10 +76,10 @@ def read_state(conn: Connection) -> LiveState:
     script = (
         f"cd {REMOTE} 2>/dev/null || exit 0; "
         "readlink live 2>/dev/null; echo @@; ls generations 2>/dev/null; echo @@; "
-        "cat live/digest 2>/dev/null"
+        "cat live/digest 2>/dev/null; true"
     )
     out = conn.run(script).stdout
-    parts = (out.split("@@\n") + ["", "", ""])[:3]
+    parts = ([*out.split("@@\n"), "", "", ""])[:3]
     live = parts[0].strip().removeprefix("generations/")
     numbers = sorted(int(n) for n in parts[1].split() if n.isdigit())
     return LiveState(
@@ -116,17 +116,31 @@ def _remember(site: Site, manifest: Manifest) -> None:
 
 
 def apply_script(
-    *, steps: list[str], back: list[str], generation: str, expect: str, incoming: bool,
-    rollback: bool, reset: bool, settle: float, keep: int,
+    *,
+    steps: list[str],
+    back: list[str],
+    generation: str,
+    expect: str,
+    incoming: bool,
+    rollback: bool,
+    reset: bool,
+    settle: float,
+    keep: int,
 ) -> str:
     """apply.sh with its variables and both plans."""
+
     def heredoc(name: str, lines: list[str]) -> str:
         body = "\n".join(lines)
         return f"{name}() {{\ncat <<'CROFT_PLAN_END'\n{body}\nCROFT_PLAN_END\n}}\n"
 
     variables = {
-        "GEN": generation, "EXPECT": expect, "INCOMING": int(incoming), "ROLLBACK": int(rollback),
-        "RESET": int(reset), "SETTLE": settle, "KEEP": max(keep, 1),
+        "GEN": generation,
+        "EXPECT": expect,
+        "INCOMING": int(incoming),
+        "ROLLBACK": int(rollback),
+        "RESET": int(reset),
+        "SETTLE": settle,
+        "KEEP": max(keep, 1),
         "BY": f"{getpass.getuser()}@{socket.gethostname()}",
     }
     header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in variables.items())
@@ -137,9 +151,10 @@ def apply_script(
 def run_apply(conn: Connection, script: str) -> tuple[int, str]:
     """Send apply.sh and run it detached; returns its exit code and log."""
     remote = (
-        f"mkdir -p {REMOTE} && f=$(mktemp {REMOTE}/.apply.XXXXXX) && cat > \"$f\" && "
+        # In /tmp, not under /usr/local/croft: a reset removes that directory.
+        f'mkdir -p {REMOTE} && f=$(mktemp /tmp/croft-apply.XXXXXX) && cat > "$f" && '
         # setsid: the switch must finish even if this SSH session dies (the client was killed).
-        "setsid -w sh \"$f\" > \"$f.log\" 2>&1; rc=$?; cat \"$f.log\"; rm -f \"$f\" \"$f.log\"; exit $rc"
+        'setsid -w sh "$f" > "$f.log" 2>&1; rc=$?; cat "$f.log"; rm -f "$f" "$f.log"; exit $rc'
     )
     result = conn.run(remote, input=script, check=False, timeout=600)
     if result.returncode == 255:
@@ -160,8 +175,13 @@ def _parse_log(outcome: Outcome, code: int, log: str) -> Outcome:
 
 
 def deploy(
-    site: Site, machine: Machine, manifest: Manifest, *, rollback: bool = True,
-    dry_run: bool = False, progress: Progress = lambda stage: None,
+    site: Site,
+    machine: Machine,
+    manifest: Manifest,
+    *,
+    rollback: bool = True,
+    dry_run: bool = False,
+    progress: Progress = lambda stage: None,
 ) -> Outcome:
     """Make the machine's live generation match its built tree."""
     progress("connecting")
@@ -180,10 +200,15 @@ def deploy(
     progress("sending")
     local = build_dir(site, machine.name)
     argv = [
-        "rsync", "-rlpt", "--delete", "--mkpath",
+        "rsync",
+        "-rlpt",
+        "--delete",
+        "--mkpath",
         # Owners are not sent: the files belong to the target's root, not to the builder's user.
-        "--no-owner", "--no-group",
-        "-e", conn.rsync_shell(),
+        "--no-owner",
+        "--no-group",
+        "-e",
+        conn.rsync_shell(),
     ]
     if state.live is not None:
         # Unchanged files are hard links to the live generation: only the delta travels.
@@ -195,8 +220,13 @@ def deploy(
     script = apply_script(
         steps=plan.steps(old, manifest, str(generation)),
         back=plan.steps(manifest, old, expect),
-        generation=str(generation), expect=expect, incoming=True, rollback=rollback, reset=False,
-        settle=site.config.deploy.settle_seconds, keep=site.config.deploy.keep_generations,
+        generation=str(generation),
+        expect=expect,
+        incoming=True,
+        rollback=rollback,
+        reset=False,
+        settle=site.config.deploy.settle_seconds,
+        keep=site.config.deploy.keep_generations,
     )
     code, log = run_apply(conn, script)
     outcome.generation = generation if code == 0 else state.live
@@ -210,17 +240,22 @@ def generations(site: Site, machine: Machine) -> list[Generation]:
     script = (
         f"cd {REMOTE}/generations 2>/dev/null || exit 0; live=$(readlink ../live); "
         "for g in $(ls | grep -E '^[0-9]+$' | sort -n); do cat $g/info; "
-        "echo status=$(cat $g/status 2>/dev/null); [ generations/$g = \"$live\" ] && echo live=1; echo @@; done"
+        'echo status=$(cat $g/status 2>/dev/null); [ generations/$g = "$live" ] && echo live=1; echo @@; done'
     )
     found = []
     for block in conn.run(script).stdout.split("@@\n"):
         info = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
         if "generation" in info:
-            found.append(Generation(
-                number=int(info["generation"]), created=info.get("created", ""),
-                by=info.get("by", ""), digest=info.get("digest", ""),
-                status=info.get("status", ""), live=info.get("live") == "1",
-            ))
+            found.append(
+                Generation(
+                    number=int(info["generation"]),
+                    created=info.get("created", ""),
+                    by=info.get("by", ""),
+                    digest=info.get("digest", ""),
+                    status=info.get("status", ""),
+                    live=info.get("live") == "1",
+                )
+            )
     return found
 
 
@@ -246,9 +281,15 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
     outcome.changes = plan.file_changes(current, target)
     outcome.actions = plan.unit_actions(current, target, outcome.changes)
     script = apply_script(
-        steps=plan.steps(current, target, str(to)), back=plan.steps(target, current, str(state.live)),
-        generation=str(to), expect=str(state.live), incoming=False, rollback=True, reset=False,
-        settle=site.config.deploy.settle_seconds, keep=site.config.deploy.keep_generations,
+        steps=plan.steps(current, target, str(to)),
+        back=plan.steps(target, current, str(state.live)),
+        generation=str(to),
+        expect=str(state.live),
+        incoming=False,
+        rollback=True,
+        reset=False,
+        settle=site.config.deploy.settle_seconds,
+        keep=site.config.deploy.keep_generations,
     )
     code, log = run_apply(conn, script)
     if code != 0:
@@ -267,8 +308,15 @@ def reset(site: Site, machine: Machine) -> Outcome:
     outcome.actions = plan.unit_actions(current, nothing, outcome.changes)
     expect = str(state.live) if state.live is not None else "none"
     script = apply_script(
-        steps=plan.steps(current, nothing, "none"), back=[], generation="none", expect=expect,
-        incoming=False, rollback=False, reset=True, settle=0, keep=1,
+        steps=plan.steps(current, nothing, "none"),
+        back=[],
+        generation="none",
+        expect=expect,
+        incoming=False,
+        rollback=False,
+        reset=True,
+        settle=0,
+        keep=1,
     )
     code, log = run_apply(conn, script)
     return _parse_log(outcome, code, log)

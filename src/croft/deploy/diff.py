@@ -18,7 +18,8 @@ def render(site: Site, machine: Machine, manifest: Manifest, outcome: Outcome) -
     if not changes and not outcome.actions:
         return lines[0] + ": no changes"
     textual = [
-        path for path in changes.changed
+        path
+        for path in changes.changed
         if manifest.entries[path].type == "file" and not manifest.entries[path].secret
     ]
     old = live_contents(site, machine, textual)
@@ -45,8 +46,10 @@ def render(site: Site, machine: Machine, manifest: Manifest, outcome: Outcome) -
             lines.append("    (binary file)")
             continue
         diff = difflib.unified_diff(
-            before.splitlines(keepends=True), after.splitlines(keepends=True),
-            fromfile=f"live/{path}", tofile=f"build/{path}",
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            fromfile=f"live/{path}",
+            tofile=f"build/{path}",
         )
         lines += ["    " + line.rstrip("\n") for line in diff]
     actions = outcome.actions

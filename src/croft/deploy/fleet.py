@@ -26,7 +26,11 @@ def deploy_fleet(
     def one(machine: Machine) -> Outcome:
         try:
             outcome = deploy(
-                site, machine, manifests[machine.name], rollback=rollback, dry_run=dry_run,
+                site,
+                machine,
+                manifests[machine.name],
+                rollback=rollback,
+                dry_run=dry_run,
                 progress=lambda stage: report(machine.name, stage),
             )
         except CroftError as exc:

@@ -24,8 +24,17 @@ from croft.build.manifest import Entry, Manifest, unit_of
 
 # Directories of the distribution's /usr/local: never removed, even when croft emptied them.
 DISTRO_DIRS = {
-    "usr", "usr/local", "usr/local/bin", "usr/local/etc", "usr/local/games", "usr/local/include",
-    "usr/local/lib", "usr/local/man", "usr/local/sbin", "usr/local/share", "usr/local/src",
+    "usr",
+    "usr/local",
+    "usr/local/bin",
+    "usr/local/etc",
+    "usr/local/games",
+    "usr/local/include",
+    "usr/local/lib",
+    "usr/local/man",
+    "usr/local/sbin",
+    "usr/local/share",
+    "usr/local/src",
 }
 
 
@@ -53,8 +62,13 @@ class UnitActions:
 
     def __bool__(self) -> bool:
         return bool(
-            self.stop or self.start or self.restart or self.reload_or_restart
-            or self.try_restart or self.try_reload_or_restart or self.daemon_reload
+            self.stop
+            or self.start
+            or self.restart
+            or self.reload_or_restart
+            or self.try_restart
+            or self.try_reload_or_restart
+            or self.daemon_reload
         )
 
     def summary(self) -> list[tuple[str, str]]:

@@ -53,14 +53,19 @@ class Connection:
         return [*self.argv, self.destination, "--", "sh", "-c", shlex.quote(script)]
 
     def run(
-        self, script: str, *, input: str | None = None, check: bool = True, timeout: float | None = 120
+        self,
+        script: str,
+        *,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float | None = 120,
     ) -> subprocess.CompletedProcess[str]:
         try:
             return run(self.command(script), input=input, check=check, timeout=timeout)
         except CommandError as exc:
             if exc.returncode == 255:
                 raise ConnectionFailed(self, exc.stderr) from None
-            raise
+            raise RemoteCommandFailed(self, script, exc) from None
 
     def rsync_shell(self) -> str:
         """The -e argument that makes rsync ride this connection."""
@@ -74,3 +79,13 @@ class ConnectionFailed(CommandError):
     def __init__(self, connection: Connection, stderr: str) -> None:
         super().__init__(connection.command("…"), 255, stderr)
         self.args = (f"cannot reach {connection}: {stderr.strip() or 'ssh failed'}",)
+
+
+class RemoteCommandFailed(CommandError):
+    """A command on the target failed: says where and what, without ssh's own options."""
+
+    def __init__(self, connection: Connection, script: str, error: CommandError) -> None:
+        super().__init__(error.argv, error.returncode, error.stderr)
+        first = script.strip().splitlines()[0][:80]
+        detail = error.stderr.strip().splitlines()[-1] if error.stderr.strip() else "no output"
+        self.args = (f"{connection}: `{first}` exited {error.returncode}: {detail}",)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
 from croft.build import sources, stamp
 from croft.errors import CroftError
 
 POLL_SECONDS = 0.2
 
 
-def watch(state_dir: str, key: str, on_change: Callable[[], None]) -> None:
+def watch(state_dir: str, key: str, on_change: Callable[[], object]) -> None:
     """Call on_change now and after every change of what the last build read, until interrupted."""
     last = None
     while True:

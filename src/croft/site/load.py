@@ -66,7 +66,13 @@ def load_site(root: Path, *, use_cache: bool = True) -> Site:
     root = root.resolve()
     if not (root / "site.toml").is_file():
         raise SiteError(
-            [Problem(root / "site.toml", "not found", hint="run croft in a site directory, or pass --site DIR")]
+            [
+                Problem(
+                    root / "site.toml",
+                    "not found",
+                    hint="run croft in a site directory, or pass --site DIR",
+                )
+            ]
         )
     cache = root / ".croft" / "cache" / "site.pickle"
     stamps = _fingerprint(_config_files(root))
@@ -100,7 +106,7 @@ def _validate(model: type[T], path: Path, problems: list[Problem]) -> T | None:
         return TypeAdapter(model).validate_python(data)
     except ValidationError as exc:
         for error in exc.errors():
-            loc = tuple(error["loc"])
+            loc: tuple[str | int, ...] = tuple(error["loc"])
             field = ".".join(str(part) for part in loc) or None
             message = error["msg"]
             if error["type"] == "unexpected_keyword_argument":
@@ -176,8 +182,11 @@ def _load(root: Path) -> Site:
             if path.is_dir():
                 if not path.with_suffix(".toml").exists():
                     problems.append(
-                        Problem(path, "a machine tree without a machine",
-                                hint=f"create {path.name}.toml beside it, or remove it")
+                        Problem(
+                            path,
+                            "a machine tree without a machine",
+                            hint=f"create {path.name}.toml beside it, or remove it",
+                        )
                     )
                 else:
                     _check_tree_top(path, problems)
@@ -187,12 +196,17 @@ def _load(root: Path) -> Site:
             name = path.stem
             if not _NAME.match(name):
                 problems.append(
-                    Problem(path, f"machine name {name!r} is not a valid host name",
-                            hint="use lower-case letters, digits and '-', e.g. web-1.toml")
+                    Problem(
+                        path,
+                        f"machine name {name!r} is not a valid host name",
+                        hint="use lower-case letters, digits and '-', e.g. web-1.toml",
+                    )
                 )
                 continue
             if name.lower() in lowered:
-                problems.append(Problem(path, f"duplicate machine: {lowered[name.lower()].name} has the same name"))
+                problems.append(
+                    Problem(path, f"duplicate machine: {lowered[name.lower()].name} has the same name")
+                )
                 continue
             lowered[name.lower()] = path
             machine_config = _validate(MachineConfig, path, problems)
@@ -203,15 +217,23 @@ def _load(root: Path) -> Site:
                 if layer_name not in layers and not (layers_dir / layer_name).is_dir():
                     known = ", ".join(sorted(layers)) or "none"
                     problems.append(
-                        Problem(path, f"layer {layer_name!r} does not exist",
-                                line=locate(text, ("layers", index)), field=f"layers.{index}",
-                                hint=f"create layers/{layer_name}/ or use one of: {known}")
+                        Problem(
+                            path,
+                            f"layer {layer_name!r} does not exist",
+                            line=locate(text, ("layers", index)),
+                            field=f"layers.{index}",
+                            hint=f"create layers/{layer_name}/ or use one of: {known}",
+                        )
                     )
             if machine_config.address in addresses:
                 problems.append(
-                    Problem(path, f"address {machine_config.address} is already used by "
-                            f"machines/{addresses[machine_config.address].name}",
-                            line=locate(text, ("address",)), field="address")
+                    Problem(
+                        path,
+                        f"address {machine_config.address} is already used by "
+                        f"machines/{addresses[machine_config.address].name}",
+                        line=locate(text, ("address",)),
+                        field="address",
+                    )
                 )
             addresses[machine_config.address] = path
             machines[name] = Machine(name, machine_config, path, machines_dir / name)
@@ -224,16 +246,18 @@ def _load(root: Path) -> Site:
 def _check_layer(path: Path, config: LayerConfig, problems: list[Problem]) -> None:
     toml = path / "layer.toml"
     text = toml.read_text() if toml.exists() else ""
-    declared = [("secrets", index, glob) for index, glob in enumerate(config.secrets)]
+    declared: list[tuple[tuple[str | int, ...], str]] = [
+        (("secrets", index), glob) for index, glob in enumerate(config.secrets)
+    ]
     for unit, unit_config in config.units.items():
-        declared += [(f"units.{unit}.config", index, glob) for index, glob in enumerate(unit_config.config)]
-    for field, index, glob in declared:
+        declared += [
+            (("units", unit, "config", index), glob) for index, glob in enumerate(unit_config.config)
+        ]
+    for loc, glob in declared:
         reason = owned_path_problem(glob)
         if reason:
-            loc = (*field.split(".", 2), index) if field.startswith("units") else (field, index)
-            problems.append(
-                Problem(toml, f"{glob!r} {reason}", line=locate(text, loc), field=f"{field}.{index}")
-            )
+            field = ".".join(str(part) for part in loc)
+            problems.append(Problem(toml, f"{glob!r} {reason}", line=locate(text, loc), field=field))
 
 
 def _check_tree_top(path: Path, problems: list[Problem]) -> None:
@@ -242,13 +266,19 @@ def _check_tree_top(path: Path, problems: list[Problem]) -> None:
             for sub in sorted(entry.iterdir()):
                 if sub.name != "local":
                     problems.append(
-                        Problem(sub, f"outside {OWNED_ROOT}/: croft owns nothing else on a machine",
-                                hint=f"move it under {OWNED_ROOT}/ (to replace a distro file, "
-                                "declare a config overlay)")
+                        Problem(
+                            sub,
+                            f"outside {OWNED_ROOT}/: croft owns nothing else on a machine",
+                            hint=f"move it under {OWNED_ROOT}/ (to replace a distro file, "
+                            "declare a config overlay)",
+                        )
                     )
         elif entry.name not in LAYER_RESERVED:
             problems.append(
-                Problem(entry, f"outside {OWNED_ROOT}/: a tree holds only usr/local/ and "
-                        f"croft's declarations ({', '.join(sorted(LAYER_RESERVED))})",
-                        hint=f"move it under {OWNED_ROOT}/")
+                Problem(
+                    entry,
+                    f"outside {OWNED_ROOT}/: a tree holds only usr/local/ and "
+                    f"croft's declarations ({', '.join(sorted(LAYER_RESERVED))})",
+                    hint=f"move it under {OWNED_ROOT}/",
+                )
             )

@@ -6,6 +6,7 @@ pydantic; pydantic validates them (see load.py) through the `__pydantic_config__
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -143,7 +144,8 @@ class Site:
 
     def ssh_target(self, machine: Machine) -> SshTarget:
         site, own = self.config.ssh, machine.config.ssh
-        key = own.key or site.key
+        # CROFT_SSH_KEY: a key for every machine without one of its own (the fleet sets it).
+        key = own.key or site.key or os.environ.get("CROFT_SSH_KEY")
         key_path = None
         if key:
             key_path = Path(key).expanduser()
@@ -167,7 +169,6 @@ class Site:
         if unknown:
             known = ", ".join(sorted(self.machines)) or "none"
             raise CroftError(
-                f"no machine named {', '.join(unknown)} in {self.root / 'machines'} "
-                f"(machines: {known})"
+                f"no machine named {', '.join(unknown)} in {self.root / 'machines'} (machines: {known})"
             )
         return [self.machines[name] for name in names]

@@ -1,0 +1,212 @@
+"""One fleet machine: systemd booted by systemd-nspawn on an overlay of the cached rootfs.
+
+PID 1 of this host need not be systemd, so machinectl cannot reach the containers: croft
+enters them with nsenter. Each container runs in a cgroup of its own: otherwise every
+container's systemd would manage the same cgroup and stop each other's services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from croft.errors import CroftError
+from croft.fleet.network import BRIDGE, Lan
+from croft.run import run, spawn
+
+CGROUP_HIERARCHIES = (
+    Path("/sys/fs/cgroup/systemd"),
+    Path("/sys/fs/cgroup/unified"),
+    Path("/sys/fs/cgroup"),
+)
+
+
+@dataclass
+class Container:
+    name: str
+    address: str
+    directory: Path
+    """Holds the overlay's upper, work and merged directories and the console log."""
+    cgroup: str
+    """Relative to each cgroup hierarchy, e.g. croft-fleet-home/web1."""
+    nspawn_pid: int = 0
+
+    @property
+    def root(self) -> Path:
+        return self.directory / "merged"
+
+    def cgroups(self) -> list[Path]:
+        found = []
+        for hierarchy in CGROUP_HIERARCHIES:
+            if (hierarchy / "cgroup.procs").exists():
+                found.append(hierarchy / self.cgroup)
+                if hierarchy == Path("/sys/fs/cgroup/unified") or hierarchy == Path("/sys/fs/cgroup"):
+                    break  # one cgroup2 hierarchy is enough
+        return found
+
+    def start(self, rootfs: Path, lan: Lan) -> None:
+        for sub in ("upper", "work", "merged"):
+            (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        run(
+            [
+                "mount",
+                "-t",
+                "overlay",
+                "overlay",
+                "-o",
+                f"lowerdir={rootfs},upperdir={self.directory / 'upper'},workdir={self.directory / 'work'}",
+                self.root,
+            ]
+        )
+        (self.root / "etc" / "hostname").write_text(self.name + "\n")
+        cgroups = self.cgroups()
+        for cgroup in cgroups:
+            cgroup.mkdir(parents=True, exist_ok=True)
+        join = "; ".join(f"echo $$ > {cgroup}/cgroup.procs" for cgroup in cgroups)
+        nspawn = (
+            f"exec nsenter --net={lan.netns_path} systemd-nspawn -D {self.root} -M {self.name} "
+            # --register=no, --keep-unit: there is no systemd on the host to register with.
+            f"-b --register=no --keep-unit --console=pipe --network-bridge={BRIDGE}"
+        )
+        log = open(self.directory / "console.log", "wb")  # noqa: SIM115 (the child keeps it)
+        process = spawn(["sh", "-c", f"{join}; {nspawn}"], stdout=log, stderr=log)
+        log.close()
+        self.nspawn_pid = process.pid
+
+    def init_pid(self) -> int | None:
+        """The container's PID 1 (systemd), as this host sees it."""
+        try:
+            children = Path(f"/proc/{self.nspawn_pid}/task/{self.nspawn_pid}/children").read_text().split()
+            comm = Path(f"/proc/{self.nspawn_pid}/comm").read_text().strip()
+        except FileNotFoundError:
+            return None
+        # Until the launcher has exec'd nspawn, and nspawn's child has exec'd systemd, neither
+        # is the container's init.
+        if comm != "systemd-nspawn" or not children:
+            return None
+        try:
+            if Path(f"/proc/{children[0]}/comm").read_text().strip() != "systemd":
+                return None
+        except FileNotFoundError:
+            return None
+        return int(children[0])
+
+    def configure_network(self, prefix: int) -> None:
+        pid = self.wait_for_init()
+        deadline = time.monotonic() + 10
+        # nspawn moves host0 into the container just after it starts init: wait for it.
+        while run(["nsenter", "-t", str(pid), "-n", "ip", "link", "show", "host0"], check=False).returncode:
+            if time.monotonic() > deadline:
+                raise CroftError(f"{self.name}: no host0 interface in the container")
+            time.sleep(0.05)
+        run(
+            [
+                "nsenter",
+                "-t",
+                str(pid),
+                "-n",
+                "ip",
+                "addr",
+                "add",
+                f"{self.address}/{prefix}",
+                "dev",
+                "host0",
+            ]
+        )
+        run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "host0", "up"])
+
+    def wait_for_init(self, timeout: float = 30) -> int:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.init_pid()
+            if pid is not None:
+                return pid
+            if not Path(f"/proc/{self.nspawn_pid}").exists():
+                break
+            time.sleep(0.05)
+        raise CroftError(f"{self.name}: the container did not start; see {self.directory / 'console.log'}")
+
+    def wait_for_ssh(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((self.address, 22), timeout=1) as conn:
+                    if conn.recv(4).startswith(b"SSH"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise CroftError(f"{self.name}: sshd did not answer at {self.address}:22 within {timeout:.0f} s")
+
+    def enter(self, *argv: str) -> str:
+        """Run a command inside the container (all its namespaces) and return its output."""
+        pid = self.wait_for_init(5)
+        return run(["nsenter", "-t", str(pid), "-a", *argv], check=False).stdout
+
+    def stop(self) -> None:
+        pid = self.init_pid()
+        if pid is not None:
+            # SIGRTMIN+4 asks systemd to power off; repeated, since one sent while it is still
+            # starting can be lost.
+            for _ in range(20):
+                try:
+                    os.kill(pid, signal.SIGRTMIN + 4)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.25)
+                if not Path(f"/proc/{self.nspawn_pid}").exists() or _zombie(self.nspawn_pid):
+                    break
+        for cgroup in self.cgroups():
+            _kill_cgroup(cgroup)
+        if self.nspawn_pid:
+            try:
+                os.kill(self.nspawn_pid, signal.SIGKILL)
+                # Reap it when it is this process's child (the test fixture); else PID 1 will.
+                os.waitpid(self.nspawn_pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        run(["umount", "-l", self.root], check=False)
+        for cgroup in self.cgroups():
+            remove_cgroup(cgroup)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (FileNotFoundError, IndexError):
+        return True
+
+
+def _kill_cgroup(cgroup: Path) -> None:
+    if not cgroup.exists():
+        return
+    for procs in cgroup.rglob("cgroup.procs"):
+        for pid in procs.read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+
+
+def remove_cgroup(cgroup: Path) -> None:
+    """Remove a cgroup and its children, deepest first, waiting for killed processes to go."""
+    if not cgroup.exists():
+        return
+    deadline = time.monotonic() + 10
+    for directory in sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        while True:
+            try:
+                directory.rmdir()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                _kill_cgroup(directory)
+                time.sleep(0.1)
+    with contextlib.suppress(OSError):
+        cgroup.rmdir()

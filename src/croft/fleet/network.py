@@ -1,0 +1,73 @@
+"""The fleet's LAN: a bridge in a network namespace, reached from the host through a veth pair."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from pathlib import Path
+
+from croft.errors import CroftError
+from croft.run import run
+
+BRIDGE = "br0"
+
+
+class Lan:
+    def __init__(self, name: str, network: ipaddress.IPv4Network, host_address: str) -> None:
+        self.name = name  # the namespace
+        self.network = network
+        self.host_address = host_address
+        # Interface names are limited to 15 characters.
+        self.host_veth = "cr" + hashlib.sha256(name.encode()).hexdigest()[:10]
+
+    @property
+    def netns_path(self) -> Path:
+        return Path("/run/netns") / self.name
+
+    def create(self) -> None:
+        if self.netns_path.exists():
+            raise CroftError(f"network namespace {self.name} exists already: run `croft fleet down` first")
+        routes = run(["ip", "-4", "route", "show", "root", str(self.network)]).stdout.strip()
+        if routes:
+            raise CroftError(
+                f"{self.network} is already routed on this host ({routes}); give the site's "
+                "machines addresses in a network this host does not use"
+            )
+        ip = ["ip", "-n", self.name]
+        run(["ip", "netns", "add", self.name])
+        run([*ip, "link", "set", "lo", "up"])
+        run([*ip, "link", "add", BRIDGE, "type", "bridge"])
+        # No forwarding delay: machines talk the moment their link is up.
+        run([*ip, "link", "set", BRIDGE, "type", "bridge", "forward_delay", "0"])
+        run([*ip, "link", "set", BRIDGE, "up"])
+        run(
+            [
+                "ip",
+                "link",
+                "add",
+                self.host_veth,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                "uplink",
+                "netns",
+                self.name,
+            ]
+        )
+        run([*ip, "link", "set", "uplink", "master", BRIDGE, "up"])
+        run(
+            [
+                "ip",
+                "addr",
+                "add",
+                f"{self.host_address}/{self.network.prefixlen}",
+                "dev",
+                self.host_veth,
+            ]
+        )
+        run(["ip", "link", "set", self.host_veth, "up"])
+
+    def destroy(self) -> None:
+        run(["ip", "link", "del", self.host_veth], check=False)
+        run(["ip", "netns", "del", self.name], check=False)

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from croft.build import builder, sources, stamp
+from croft.build.manifest import Manifest
+from croft.errors import SiteError
+from croft.site.load import load_site
+
+
+@pytest.fixture(autouse=True)
+def fresh_walks() -> None:
+    sources.forget_walks()
+
+
+def build(site_dir: Path, *names: str) -> dict[str, builder.BuildResult]:
+    sources.forget_walks()
+    site = load_site(site_dir)
+    return builder.build(site, site.select(list(names)), record_as=stamp.selection_key(names))
+
+
+def out(site_dir: Path, machine: str, path: str) -> Path:
+    return site_dir / ".croft" / "build" / machine / "root" / path
+
+
+def test_layers_compose_and_templates_render(example_site: Path) -> None:
+    results = build(example_site)
+    index = out(example_site, "web1", "usr/local/share/www/index.html").read_text()
+    assert "Hello from web1, the first web server" in index  # machine var beats site var
+    assert "<title>web1.lab.home.arpa</title>" in index
+    assert "Hello from croft" in out(example_site, "web2", "usr/local/share/www/index.html").read_text()
+    assert out(example_site, "web1", "usr/local/share/www/about.html").exists()
+    assert not out(example_site, "web2", "usr/local/share/www/about.html").exists()
+    manifest = results["web1"].manifest
+    assert manifest.wanted == {"hello-web.service": ("multi-user.target.wants",)}
+    wants = "usr/local/lib/systemd/system/multi-user.target.wants/hello-web.service"
+    assert os.readlink(out(example_site, "web1", wants)) == "../hello-web.service"
+    assert manifest.entries["usr/local/etc/hello-web/env"].units == ("hello-web.service",)
+    on_disk = Manifest.load(example_site / ".croft" / "build" / "web1" / "manifest.json")
+    assert on_disk.digest == manifest.digest
+
+
+def test_later_layer_overrides_and_explain_says_so(example_site: Path) -> None:
+    override = example_site / "machines" / "web1" / "usr" / "local" / "etc" / "hello-web" / "httpd.conf"
+    override.write_text("# web1's own\n")
+    build(example_site)
+    assert out(example_site, "web1", "usr/local/etc/hello-web/httpd.conf").read_text() == "# web1's own\n"
+    site = load_site(example_site)
+    comp = builder.composition(site, site.machines["web1"])
+    assert comp.sources["usr/local/etc/hello-web/httpd.conf"].origin == "(machine)"
+    assert [s.origin for s in comp.overridden["usr/local/etc/hello-web/httpd.conf"]] == ["web"]
+
+
+def test_incremental_rebuild_touches_only_what_changed(example_site: Path) -> None:
+    build(example_site)
+    assert stamp.fresh(str(example_site / ".croft"), "*")
+    untouched = out(example_site, "web1", "usr/local/etc/hello-web/env").stat().st_mtime_ns
+    (example_site / "layers" / "web" / "usr" / "local" / "share" / "www" / "index.html.j2").write_text(
+        "<p>{{ greeting }}!</p>\n"
+    )
+    assert not stamp.fresh(str(example_site / ".croft"), "*")
+    results = build(example_site)
+    assert results["web1"].written == 1 and results["web2"].written == 1 and results["db1"].written == 0
+    assert out(example_site, "web1", "usr/local/etc/hello-web/env").stat().st_mtime_ns == untouched
+    # A variable change re-renders only the templates that read it.
+    machine = example_site / "machines" / "web2.toml"
+    machine.write_text(machine.read_text() + "\n[vars]\nweb_port = 9090\n")
+    results = build(example_site)
+    assert results["web2"].written == 1 and results["web1"].written == 0
+    assert out(example_site, "web2", "usr/local/etc/hello-web/env").read_text() == "PORT=9090\n"
+
+
+def test_deleted_source_disappears_from_build(example_site: Path) -> None:
+    build(example_site)
+    (example_site / "machines" / "web1" / "usr" / "local" / "share" / "www" / "about.html").unlink()
+    results = build(example_site)
+    assert results["web1"].removed == 1
+    assert not out(example_site, "web1", "usr/local/share/www/about.html").exists()
+
+
+def test_undefined_variable_names_file_line_and_machine(example_site: Path) -> None:
+    template = example_site / "layers" / "base" / "usr" / "local" / "etc" / "croft-example" / "motd.j2"
+    template.write_text("hello\n{{ nosuch }}\n")
+    with pytest.raises(SiteError) as info:
+        build(example_site)
+    text = str(info.value)
+    assert "motd.j2:2: undefined variable 'nosuch' (machine db1)" in text
+    assert "(machine web1)" in text  # every machine's problem, at once
+
+
+def test_missing_facts_say_how_to_gather_them(tmp_path: Path) -> None:
+    from tests.conftest import copy_example
+
+    site = copy_example(tmp_path, facts=False)
+    with pytest.raises(SiteError) as info:
+        build(site, "db1")
+    assert "no facts were gathered for db1" in str(info.value)
+    assert "croft facts db1" in str(info.value)
+
+
+def test_links_deref_modes_and_secrets(example_site: Path, tmp_path: Path) -> None:
+    tree = example_site / "layers" / "base" / "usr" / "local"
+    (tree / "bin").mkdir()
+    script = tree / "bin" / "hello"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o755)
+    (tree / "bin" / "hi").symlink_to("hello")
+    secret = tmp_path / "outside-git.key"
+    secret.write_text("s3cret\n")
+    (tree / "etc" / "croft-example" / "!api.key").symlink_to(secret)
+    (example_site / "layers" / "base" / "layer.toml").write_text(
+        'secrets = ["usr/local/etc/croft-example/*.key"]\n[vars]\nrole = "server"\n'
+    )
+    manifest = build(example_site, "db1")["db1"].manifest
+    assert stat.S_IMODE(out(example_site, "db1", "usr/local/bin/hello").stat().st_mode) == 0o755
+    assert os.readlink(out(example_site, "db1", "usr/local/bin/hi")) == "hello"
+    key = out(example_site, "db1", "usr/local/etc/croft-example/api.key")
+    assert key.read_text() == "s3cret\n" and not key.is_symlink()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert manifest.entries["usr/local/etc/croft-example/api.key"].secret
+    secret.unlink()
+    with pytest.raises(SiteError) as info:
+        build(example_site, "db1")
+    assert "!api.key: `!` link points nowhere" in str(info.value)

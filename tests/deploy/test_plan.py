@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from croft.build.manifest import Entry, Manifest, unit_of
+from croft.deploy import plan
+
+UNIT = "usr/local/lib/systemd/system/web.service"
+CONF = "usr/local/etc/web.conf"
+
+
+def manifest(**files: str) -> Manifest:
+    entries = {}
+    for name, digest in files.items():
+        path = {"unit": UNIT, "conf": CONF, "other": "usr/local/share/x"}[name]
+        units = ("web.service",) if name in ("unit", "conf") else ()
+        entries[path] = Entry("file", 0o644, digest, units=units)
+    wanted = {"web.service": ("multi-user.target.wants",)} if "unit" in files else {}
+    return Manifest("m", entries, wanted)
+
+
+def test_unit_of() -> None:
+    assert unit_of(UNIT) == "web.service"
+    assert unit_of("usr/local/lib/systemd/system/nginx.service.d/croft.conf") == "nginx.service"
+    assert unit_of(CONF) is None
+
+
+def test_new_unit_starts_and_is_checked() -> None:
+    steps = plan.steps(Manifest("m"), manifest(unit="a", conf="b"), "1")
+    assert steps == [
+        f"link {CONF}",
+        f"link {UNIT}",
+        "flip 1",
+        "daemon-reload",
+        "start web.service",
+        "check web.service",
+    ]
+
+
+def test_config_change_reloads_or_restarts_only_its_unit() -> None:
+    steps = plan.steps(manifest(unit="a", conf="b", other="c"), manifest(unit="a", conf="B", other="C"), "2")
+    assert steps == ["flip 2", "reload-or-restart web.service", "check web.service"]
+
+
+def test_unit_file_change_restarts_after_daemon_reload() -> None:
+    steps = plan.steps(manifest(unit="a", conf="b"), manifest(unit="A", conf="b"), "2")
+    assert steps == ["flip 2", "daemon-reload", "restart web.service", "check web.service"]
+
+
+def test_removed_unit_stops_before_its_files_go() -> None:
+    steps = plan.steps(manifest(unit="a", conf="b"), manifest(), "3")
+    assert steps[0] == "stop web.service"
+    assert steps.index("flip 3") < steps.index(f"unlink {UNIT}")
+    assert "daemon-reload" in steps
+
+
+def test_nothing_changed_is_just_a_flip() -> None:
+    assert plan.steps(manifest(unit="a"), manifest(unit="a"), "4") == ["flip 4"]
