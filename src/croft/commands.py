@@ -142,7 +142,7 @@ def _build_all(site: Site, machines: list[Machine]) -> dict[str, Manifest]:
 def diff(ctx: click.Context, machines: tuple[str, ...]) -> None:
     """Show what deploy would change; exits 2 when there are changes."""
     from croft.deploy import diff as diffing
-    from croft.deploy.fleet import deploy_fleet
+    from croft.deploy.parallel import deploy_fleet
 
     site = _load(ctx)
     selected = site.select(machines)
@@ -184,7 +184,7 @@ def deploy(ctx: click.Context, machines: tuple[str, ...], no_rollback: bool, wat
 
 def _deploy(ctx: click.Context, machines: tuple[str, ...], rollback: bool) -> bool:
     from croft import ui
-    from croft.deploy.fleet import deploy_fleet
+    from croft.deploy.parallel import deploy_fleet
 
     site = _load(ctx)
     selected = site.select(machines)
