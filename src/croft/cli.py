@@ -43,7 +43,11 @@ def build_command(root: str, machines: tuple[str, ...], *, force: bool = False) 
     from croft.build import stamp
 
     key = stamp.selection_key(machines)
-    if not force and stamp.fresh(os.path.join(root, ".croft"), key):
+    state_dir = os.path.join(root, ".croft")
+    changes = None if force else stamp.changes(state_dir, key)
+    if changes is not None and not changes:
+        if changes.restat:  # only touched: file the new stats so the next check is as quick
+            stamp.refresh(state_dir, key, changes.restat)
         print("up to date")
         return
     from pathlib import Path
@@ -52,13 +56,10 @@ def build_command(root: str, machines: tuple[str, ...], *, force: bool = False) 
     from croft.site.load import load_site
 
     site = load_site(Path(root))
-    results = builder.build(site, site.select(machines), force=force, record_as=key)
+    results = builder.build(site, site.select(machines), force=force, record_as=key, changes=changes)
     changed = [r for r in results.values() if r.changed]
     for result in changed:
-        print(
-            f"{result.machine}: {result.written} written, {result.removed} removed, "
-            f"{len(result.manifest.entries)} paths"
-        )
+        print(f"{result.machine}: {result.written} written, {result.removed} removed")
     if not changed:
         print("up to date")
 

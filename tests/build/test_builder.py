@@ -46,6 +46,7 @@ def test_layers_compose_and_templates_render(example_site: Path) -> None:
 
 def test_later_layer_overrides_and_explain_says_so(example_site: Path) -> None:
     override = example_site / "machines" / "web1" / "usr" / "local" / "etc" / "hello-web" / "httpd.conf"
+    override.parent.mkdir(parents=True)
     override.write_text("# web1's own\n")
     build(example_site)
     assert out(example_site, "web1", "usr/local/etc/hello-web/httpd.conf").read_text() == "# web1's own\n"
@@ -57,12 +58,12 @@ def test_later_layer_overrides_and_explain_says_so(example_site: Path) -> None:
 
 def test_incremental_rebuild_touches_only_what_changed(example_site: Path) -> None:
     build(example_site)
-    assert stamp.fresh(str(example_site / ".croft"), "*")
+    assert stamp.changes(str(example_site / ".croft"), "*") == stamp.Changes()
     untouched = out(example_site, "web1", "usr/local/etc/hello-web/env").stat().st_mtime_ns
     (example_site / "layers" / "web" / "usr" / "local" / "share" / "www" / "index.html.j2").write_text(
         "<p>{{ greeting }}!</p>\n"
     )
-    assert not stamp.fresh(str(example_site / ".croft"), "*")
+    assert stamp.changes(str(example_site / ".croft"), "*")
     results = build(example_site)
     assert results["web1"].written == 1 and results["web2"].written == 1 and results["db1"].written == 0
     assert out(example_site, "web1", "usr/local/etc/hello-web/env").stat().st_mtime_ns == untouched
@@ -126,3 +127,62 @@ def test_links_deref_modes_and_secrets(example_site: Path, tmp_path: Path) -> No
     with pytest.raises(SiteError) as info:
         build(example_site, "db1")
     assert "!api.key: `!` link points nowhere" in str(info.value)
+
+
+def manifest_text(site_dir: Path, machine: str) -> str:
+    return (site_dir / ".croft" / "build" / machine / "manifest.json").read_text()
+
+
+def full_rebuild(site_dir: Path) -> dict[str, str]:
+    """Every machine's manifest as a forced build from nothing makes it."""
+    sources.forget_walks()
+    site = load_site(site_dir)
+    builder.build(site, site.select([]), force=True, record_as="*")
+    return {name: manifest_text(site_dir, name) for name in site.machines}
+
+
+def test_edits_redo_only_their_outputs_and_agree_with_a_full_build(example_site: Path) -> None:
+    build(example_site)
+    www = example_site / "layers" / "web" / "usr" / "local" / "share" / "www"
+    with open(www / "index.html.j2", "a") as stream:  # in place
+        stream.write("<!-- edited -->\n")
+    about = example_site / "machines" / "web1" / "usr" / "local" / "share" / "www" / "about.html"
+    replacement = about.with_name(".about.html.swp")
+    replacement.write_text("<p>saved by rename, as editors do</p>\n")
+    os.replace(replacement, about)  # touches the directory, but its names stay the same
+    changes = stamp.changes(str(example_site / ".croft"), "*")
+    assert changes and not changes.structural
+    results = build(example_site)
+    assert (results["web1"].written, results["web2"].written, results["db1"].written) == (2, 1, 0)
+    assert "saved by rename" in out(example_site, "web1", "usr/local/share/www/about.html").read_text()
+    partial = {name: manifest_text(example_site, name) for name in ("web1", "web2", "db1")}
+    assert partial == full_rebuild(example_site)
+
+
+def test_a_new_file_in_a_known_directory_is_built(example_site: Path) -> None:
+    build(example_site)
+    www = example_site / "layers" / "web" / "usr" / "local" / "share" / "www"
+    (www / "new.html").write_text("<p>new</p>\n")
+    assert stamp.changes(str(example_site / ".croft"), "*").structural  # type: ignore[union-attr]
+    build(example_site)
+    assert out(example_site, "web2", "usr/local/share/www/new.html").read_text() == "<p>new</p>\n"
+    assert stamp.changes(str(example_site / ".croft"), "*") == stamp.Changes()
+
+
+def test_editing_an_included_template_rerenders_its_includer(example_site: Path) -> None:
+    etc = example_site / "layers" / "base" / "usr" / "local" / "etc" / "croft-example"
+    (etc / "part.j2").write_text("part one\n")
+    (etc / "whole.j2").write_text('{% include "usr/local/etc/croft-example/part.j2" %}and the rest\n')
+    build(example_site)
+    assert out(example_site, "db1", "usr/local/etc/croft-example/whole").read_text() == "part one\nand the rest\n"
+    (etc / "part.j2").write_text("part two\n")
+    build(example_site)
+    assert out(example_site, "db1", "usr/local/etc/croft-example/whole").read_text() == "part two\nand the rest\n"
+
+
+def test_manifest_assembled_from_the_state_equals_the_manifest_object(example_site: Path) -> None:
+    results = build(example_site)
+    for name, result in results.items():
+        text = manifest_text(example_site, name)
+        assert text == result.manifest.to_json()
+        assert Manifest.from_json(text).digest == result.manifest.digest

@@ -133,3 +133,32 @@ def test_invalid_site_changes_nothing(fleet: Fleet, croft: Croft) -> None:
     assert "index.html.j2:1: undefined variable 'nosuch'" in result.stderr
     assert invocation(fleet, "web1") == before
     assert "Hello from web1" in get("web1")
+
+
+def test_watch_deploys_every_saved_edit(fleet: Fleet, croft: Croft) -> None:
+    watcher = croft.popen("deploy", "--watch", "web1")
+    try:
+        deadline = time.monotonic() + 60
+        while "Hello from web1" not in _get_or_empty("web1"):
+            assert time.monotonic() < deadline, "the first deploy of --watch did not arrive"
+            time.sleep(0.2)
+        for n in (1, 2):
+            page = croft.site / "machines/web1/usr/local/share/www/about.html"
+            saved = time.monotonic()
+            page.write_text(f"<p>saved {n}</p>\n")
+            while f"saved {n}" not in _get_or_empty("web1", "/about.html"):
+                assert time.monotonic() - saved < 30, f"edit {n} never went live"
+                time.sleep(0.05)
+            print(f"edit {n} live after {time.monotonic() - saved:.2f} s")
+    finally:
+        os.killpg(watcher.pid, signal.SIGINT)
+        output, _ = watcher.communicate(timeout=30)
+        print(output)
+    assert watcher.returncode == 0
+
+
+def _get_or_empty(machine: str, path: str = "/") -> str:
+    try:
+        return get(machine, path)
+    except OSError:
+        return ""

@@ -2,7 +2,9 @@
 
 An output is rebuilt only when its inputs changed: the source's stat, and for a template the
 values it reads and the templates it includes. When nothing under the site changed at all, a
-build costs one walk of stats and loads nothing else.
+build costs one walk of stats and loads nothing else. When only the content of some files
+changed, it redoes exactly the outputs made from them (found through the build state's index)
+and looks at nothing else.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from croft import files
 from croft.build import stamp
 from croft.build.manifest import (
     UNIT_DIR,
@@ -29,36 +33,45 @@ from croft.build.sources import (
     MACHINE_ORIGIN,
     TEMPLATE_SUFFIX,
     Composition,
+    Kind,
     Source,
     compose,
     walk,
 )
+from croft.build.state import BuildState, Output
 from croft.errors import Problem, SiteError
 from croft.site.model import Machine, Site
 
 GENERATED_ORIGIN = "(croft)"
 RESERVED_VARIABLES = ("facts", "machine", "site")
-CACHE_VERSION = 2
 
 
 @dataclass
 class BuildResult:
     machine: str
-    manifest: Manifest
+    directory: Path
     written: int
     removed: int
+    paths: int
+    _manifest: Manifest | None = None
 
     @property
     def changed(self) -> bool:
         return bool(self.written or self.removed)
+
+    @property
+    def manifest(self) -> Manifest:
+        if self._manifest is None:
+            self._manifest = Manifest.load(self.directory / "manifest.json")
+        return self._manifest
 
 
 def build_dir(site: Site, machine: str) -> Path:
     return site.state_dir / "build" / machine
 
 
-def _cache_file(site: Site, machine: str) -> Path:
-    return site.state_dir / "cache" / "build" / f"{machine}.json"
+def open_state(site: Site) -> BuildState:
+    return BuildState(site.state_dir / "cache" / "build.db")
 
 
 def facts_file(site: Site, machine: str) -> Path:
@@ -82,17 +95,19 @@ def inputs(site: Site, machines: Iterable[Machine]) -> list[stamp.Input]:
 
     for path in ("site.toml", "machines", "layers", "facts"):
         add(site.root / path)
+    trees: dict[tuple[Path, str], None] = {}
     for machine in machines:
         add(machine.file)
-        add(machine.tree)
         add(facts_file(site, machine.name))
-        trees = [(layer.path, layer.name) for layer in site.machine_layers(machine)]
-        for tree_root, origin in [*trees, (machine.tree, MACHINE_ORIGIN)]:
-            add(tree_root)
-            add(tree_root / "layer.toml")
-            add(tree_root / "usr")
-            for source in walk(tree_root, origin).sources:
-                add(str(source.file), source.kind != "link", source.stamp)
+        for layer in site.machine_layers(machine):
+            trees[(layer.path, layer.name)] = None
+        trees[(machine.tree, MACHINE_ORIGIN)] = None
+    for tree_root, origin in trees:
+        add(tree_root)
+        add(tree_root / "layer.toml")
+        add(tree_root / "usr")
+        for source in walk(tree_root, origin).sources:
+            add(str(source.file), source.kind != "link", source.stamp)
     return list(seen.values())
 
 
@@ -134,28 +149,83 @@ def build(
     write: bool = True,
     force: bool = False,
     record_as: str | None = None,
+    changes: stamp.Changes | None = None,
 ) -> dict[str, BuildResult]:
     """Build these machines; raises SiteError listing every problem in every machine.
 
-    With write=False nothing is written (what `croft check` does).
+    With write=False nothing is written (what `croft check` does). `changes`, the fast path's
+    finding for `record_as`, lets a build redo only the outputs made from the changed files.
     """
-    results: dict[str, BuildResult] = {}
     problems: list[Problem] = []
-    # Stats taken before building: an edit made while the build runs is seen by the next one.
-    read = inputs(site, machines) if write and record_as is not None else []
     for machine in machines:
         problems += _reserved_variable_problems(site, machine)
     if problems:
         raise SiteError(problems)
+    state = open_state(site) if write else None
+    try:
+        if state is not None and record_as is not None and not force:
+            if changes is None:
+                changes = stamp.changes(str(site.state_dir), record_as)
+            results = _build_changed(site, state, machines, changes) if changes is not None else None
+            if results is not None and changes is not None:
+                stamp.refresh(str(site.state_dir), record_as, changes.restat)
+                return results
+        # Stats taken before building: an edit made while the build runs is seen by the next one.
+        read = inputs(site, machines) if write and record_as is not None else []
+        results = _build_machines(site, state, machines, force=force)
+        if write and record_as is not None:
+            stamp.record(str(site.state_dir), record_as, read)
+        return results
+    finally:
+        if state is not None:
+            state.close()
+
+
+def _build_machines(
+    site: Site, state: BuildState | None, machines: list[Machine], *, force: bool
+) -> dict[str, BuildResult]:
+    results: dict[str, BuildResult] = {}
+    problems: list[Problem] = []
     for machine in machines:
         try:
-            results[machine.name] = MachineBuild(site, machine, write=write, force=force).run()
+            results[machine.name] = MachineBuild(site, machine, state, force=force).run()
         except SiteError as exc:
             problems += exc.problems
     if problems:
         raise SiteError(_unique(problems))
-    if write and record_as is not None:
-        stamp.record(str(site.state_dir), record_as, read)
+    return results
+
+
+def _build_changed(
+    site: Site, state: BuildState, machines: list[Machine], changes: stamp.Changes
+) -> dict[str, BuildResult] | None:
+    """Redo only the outputs made from the changed files; None when the change is more than that.
+
+    Anything that is not a known source (a TOML file, facts, a file added or removed) can change
+    any output, and takes a full build; so does a build directory removed by hand.
+    """
+    if changes.structural or set(changes.files) - state.known_sources(changes.files):
+        return None
+    if not all((build_dir(site, m.name) / "manifest.json").exists() for m in machines):
+        return None
+    affected = state.affected(changes.files)
+    results: dict[str, BuildResult] = {}
+    problems: list[Problem] = []
+    for machine in machines:
+        paths = affected.get(machine.name)
+        directory = build_dir(site, machine.name)
+        if not paths:
+            results[machine.name] = BuildResult(machine.name, directory, 0, 0, 0)
+            continue
+        try:
+            result = MachineBuild(site, machine, state, force=False).update(paths)
+            if result is None:
+                result = MachineBuild(site, machine, state, force=False).run()
+            results[machine.name] = result
+        except SiteError as exc:
+            problems += exc.problems
+    if problems:
+        raise SiteError(_unique(problems))
     return results
 
 
@@ -195,31 +265,25 @@ def _file_hash(source: Source) -> str:
     return _content_hashes[key]
 
 
-def _write_atomic(path: Path, data: str | bytes, mode: int | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.croft-tmp")
-    with open(tmp, "wb") as stream:
-        stream.write(data.encode() if isinstance(data, str) else data)
-    if mode is not None:
-        os.chmod(tmp, mode)
-    os.replace(tmp, path)
-
-
 class MachineBuild:
     """One machine's build: compose, reuse what is current, produce the rest, drop the stale."""
 
-    def __init__(self, site: Site, machine: Machine, *, write: bool, force: bool) -> None:
+    def __init__(self, site: Site, machine: Machine, state: BuildState | None, *, force: bool) -> None:
         self.site = site
         self.machine = machine
-        self.write = write
-        self.root = build_dir(site, machine.name) / "root"
-        self.cache_path = _cache_file(site, machine.name)
-        # `check` writes nothing, so it produces everything in memory rather than trusting the cache.
-        self.cache: dict[str, list[Any]] = {} if force or not write else self._read_cache()
+        self.state = state
+        # Without a state (`croft check`) nothing is written.
+        self.write = state is not None
+        self.directory = build_dir(site, machine.name)
+        self.root = self.directory / "root"
+        if state is not None and (force or not self.root.is_dir()):
+            state.forget(machine.name)
+        self.cache: dict[str, Output] = {}
         self.problems: list[Problem] = []
         self.written = 0
         self.context: dict[str, Any] | None = None
-        self.templates: dict[str, Path] = {}
+        self.templates: dict[str, str] = {}
+        """Template names (tree path + .j2, as includes name them) and their source files."""
         self.unit_texts: dict[str, str] = {}
         self.template_deps: dict[str, dict[str, list[str]]] = {}
         layers = site.machine_layers(machine)
@@ -231,41 +295,67 @@ class MachineBuild:
             for glob in config.config
         ]
 
-    def _read_cache(self) -> dict[str, list[Any]]:
-        try:
-            data = json.loads(self.cache_path.read_text())
-        except (OSError, ValueError):
-            return {}
-        if data.get("version") != CACHE_VERSION or not self.root.is_dir():
-            return {}
-        outputs: dict[str, list[Any]] = data["outputs"]
-        return outputs
-
     def run(self) -> BuildResult:
+        """Build the whole tree, reusing every output whose key still matches."""
+        if self.state is not None:
+            self.cache = self.state.outputs(self.machine.name)
         comp = composition(self.site, self.machine)
         self.problems += comp.problems
         # Templates are named by their path in the tree, e.g. {% include "usr/local/etc/a.j2" %}.
         self.templates = {
-            s.path + TEMPLATE_SUFFIX: s.file for s in comp.sources.values() if s.kind == "template"
+            s.path + TEMPLATE_SUFFIX: str(s.file) for s in comp.sources.values() if s.kind == "template"
         }
-        entries: dict[str, Entry] = {}
-        outputs: dict[str, list[Any]] = {}
+        outputs: dict[str, Output] = {}
         for path, source in comp.sources.items():
-            result = self._output(path, source)
-            if result is not None:
-                outputs[path] = result
-                entries[path] = Entry.from_json(result[1])
-        wanted = self._wanted(entries, outputs)
+            output = self._output(path, source)
+            if output is not None:
+                outputs[path] = output
+        wanted = self._wanted(outputs)
         if self.problems:
             raise SiteError(self.problems)
-        removed = self._remove_stale(outputs)
+        stale = [path for path in self.cache if path not in outputs]
+        self._remove(stale)
+        entries = {path: output.entry for path, output in outputs.items()}
         manifest = Manifest(self.machine.name, entries, wanted)
-        if self.write and (self.written or removed or not (self.root.parent / "manifest.json").exists()):
-            _write_atomic(self.root.parent / "manifest.json", manifest.to_json())
-            # The digest alone is what a deploy reads first on the target to find it has nothing to do.
-            _write_atomic(self.root.parent / "digest", manifest.digest + "\n")
-            _write_atomic(self.cache_path, json.dumps({"version": CACHE_VERSION, "outputs": outputs}))
-        return BuildResult(self.machine.name, manifest, self.written, removed)
+        changed = {path: out for path, out in outputs.items() if self.cache.get(path) is not out}
+        self._save(changed, stale, wanted)
+        return BuildResult(
+            self.machine.name, self.directory, self.written, len(stale), len(entries), manifest
+        )
+
+    def update(self, paths: set[str]) -> BuildResult | None:
+        """Redo only these paths, whose sources changed in content; None if that is not enough."""
+        assert self.state is not None
+        self.cache = self.state.outputs(self.machine.name, paths)
+        if any(output.kind == "template" for output in self.cache.values()):
+            self.templates = self.state.templates(self.machine.name)
+        changed: dict[str, Output] = {}
+        for path in sorted(paths):
+            cached = self.cache[path]
+            source = _source_again(path, cached)
+            # A unit file can change what is wanted, which only a whole build works out.
+            if source is None or path == f"{UNIT_DIR}/{unit_of(path)}":
+                return None
+            output = self._output(path, source)
+            if output is not None and output is not cached:
+                changed[path] = output
+        if self.problems:
+            raise SiteError(self.problems)
+        self._save(changed, [], None)
+        return BuildResult(self.machine.name, self.directory, self.written, 0, 0)
+
+    def _save(self, changed: dict[str, Output], removed: list[str], wanted: dict[str, Any] | None) -> None:
+        if self.state is None:
+            return
+        manifest_file = self.directory / "manifest.json"
+        if changed or removed or wanted != self.state.wanted(self.machine.name):
+            self.state.save(self.machine.name, changed, removed, self.templates, wanted)
+        elif manifest_file.exists():
+            return
+        text, digest = self.state.manifest_text(self.machine.name)
+        files.write(manifest_file, text)
+        # The digest alone is what a deploy reads first on the target to find it has nothing to do.
+        files.write(self.directory / "digest", digest + "\n")
 
     # -- one output -------------------------------------------------------------------------
 
@@ -277,8 +367,8 @@ class MachineBuild:
     def _secret(self, path: str) -> bool:
         return any(fnmatch.fnmatchcase(path, glob) for glob in self.secret_globs)
 
-    def _output(self, path: str, source: Source) -> list[Any] | None:
-        """[cache key, manifest entry] for one path, producing the output when it is stale."""
+    def _output(self, path: str, source: Source) -> Output | None:
+        """The output for one path: the cached one when its key matches, else produced anew."""
         secret = self._secret(path)
         mode = 0o600 if secret and source.kind != "dir" else source.stamp[3] & 0o7777
         if source.kind == "template":
@@ -291,20 +381,19 @@ class MachineBuild:
             key = [source.kind, str(source.file), *source.stamp]
         key += [mode, source.origin]
         cached = self.cache.get(path)
-        if cached is not None and cached[0] == key:
+        if cached is not None and cached.key == key:
             return cached
         entry = self._produce(path, source, mode, secret)
         if entry is None:
             return None
-        if source.kind == "template":
-            return [key, entry.to_json(), self.template_deps[path]]
-        return [key, entry.to_json()]
+        deps = self.template_deps.get(path) if source.kind == "template" else None
+        return Output(key, entry, str(source.file), source.kind, source.origin, deps)
 
     def _template_key(self, source: Source) -> list[Any] | None:
         """The cache key of a template's output: its source, and the values and includes it reads.
 
         What it reads is found by parsing it (which needs Jinja2), once per version of its source:
-        the names are kept in the cache, so an unchanged template costs no Jinja2 import.
+        the names are kept in the build state, so an unchanged template costs no Jinja2 import.
         """
         from croft.build import render
 
@@ -313,10 +402,10 @@ class MachineBuild:
         cached = self.cache.get(source.path)
         if (
             cached is not None
-            and len(cached) > 2
-            and cached[0][:6] == ["template", str(source.file), *source.stamp]
+            and cached.deps is not None
+            and cached.key[:6] == ["template", str(source.file), *source.stamp]
         ):
-            names, includes = set(cached[2]["names"]), set(cached[2]["includes"])
+            names, includes = set(cached.deps["names"]), set(cached.deps["includes"])
         else:
             parsed = self._parse_template(source)
             if parsed is None:
@@ -338,7 +427,7 @@ class MachineBuild:
             str(source.file),
             *source.stamp,
             render.values_digest(self.context, names),
-            stamps,
+            [list(pair) for pair in stamps],
         ]
 
     def _parse_template(self, source: Source) -> tuple[set[str], set[str]] | None:
@@ -347,7 +436,8 @@ class MachineBuild:
         from croft.build import render
 
         try:
-            return render.dependencies(render.environment(self.templates), source.path + TEMPLATE_SUFFIX)
+            env = render.environment(self.templates)
+            return render.dependencies(env, source.path + TEMPLATE_SUFFIX, source.file)
         except jinja2.TemplateSyntaxError as exc:
             self.problems.append(
                 Problem(source.file, f"template syntax error: {exc.message}", line=exc.lineno)
@@ -399,7 +489,7 @@ class MachineBuild:
             data = text.encode()
             digest = hashlib.sha256(data).hexdigest()
             if self.write and _current_hash(target) != digest:
-                _write_atomic(target, data, mode)
+                files.write(target, data, mode)
                 self.written += 1
             elif self.write:
                 os.chmod(target, mode)
@@ -415,7 +505,7 @@ class MachineBuild:
             # Keep the source's mtime: rsync's quick check then matches across generations.
             st = os.stat(source.file)
             os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-            os.replace(tmp, target)
+            files.swap_in(tmp, target)
             self.written += 1
         return Entry("file", mode=mode, sha256=digest, origin=source.origin, units=units, secret=secret)
 
@@ -430,12 +520,12 @@ class MachineBuild:
 
     # -- units --------------------------------------------------------------------------------
 
-    def _wanted(self, entries: dict[str, Entry], outputs: dict[str, list[Any]]) -> dict[str, tuple[str, ...]]:
+    def _wanted(self, outputs: dict[str, Output]) -> dict[str, tuple[str, ...]]:
         """Units whose [Install] section wants them, with the links croft ships for that."""
         wanted: dict[str, tuple[str, ...]] = {}
-        for path, entry in list(entries.items()):
+        for path, output in list(outputs.items()):
             unit = unit_of(path)
-            if entry.type != "file" or unit is None or path != f"{UNIT_DIR}/{unit}":
+            if output.entry.type != "file" or unit is None or path != f"{UNIT_DIR}/{unit}":
                 continue
             text = self.unit_texts.get(path) or (self.root / path).read_text()
             targets = install_targets(text)
@@ -445,23 +535,28 @@ class MachineBuild:
             for directory in targets:
                 dir_path = f"{UNIT_DIR}/{directory}"
                 link_path = f"{dir_path}/{unit}"
-                if link_path in entries:
+                if link_path in outputs:
                     continue  # the layer ships this link itself
-                if dir_path not in entries:
-                    entries[dir_path] = Entry("dir", mode=0o755, origin=GENERATED_ORIGIN)
-                    outputs[dir_path] = [["generated"], entries[dir_path].to_json()]
+                if dir_path not in outputs:
+                    directory_entry = Entry("dir", mode=0o755, origin=GENERATED_ORIGIN)
+                    outputs[dir_path] = self._generated(dir_path, directory_entry)
                     if self.write:
                         (self.root / dir_path).mkdir(parents=True, exist_ok=True)
-                entries[link_path] = Entry("link", target=f"../{unit}", origin=GENERATED_ORIGIN)
-                outputs[link_path] = [["generated"], entries[link_path].to_json()]
+                link = Entry("link", target=f"../{unit}", origin=GENERATED_ORIGIN)
+                outputs[link_path] = self._generated(link_path, link)
                 if self.write and not _is_link_to(self.root / link_path, f"../{unit}"):
                     self._replace_with_link(self.root / link_path, f"../{unit}")
         return wanted
 
-    def _remove_stale(self, outputs: dict[str, list[Any]]) -> int:
-        stale = [path for path in self.cache if path not in outputs]
+    def _generated(self, path: str, entry: Entry) -> Output:
+        cached = self.cache.get(path)
+        if cached is not None and cached.entry == entry:
+            return cached
+        return Output(["generated"], entry, "", "generated", GENERATED_ORIGIN)
+
+    def _remove(self, stale: list[str]) -> None:
         if not self.write:
-            return len(stale)
+            return
         for path in sorted(stale, reverse=True):  # children before their directories
             target = self.root / path
             if target.is_dir() and not target.is_symlink():
@@ -471,7 +566,20 @@ class MachineBuild:
                     continue
             elif os.path.lexists(target):
                 target.unlink()
-        return len(stale)
+
+
+def _source_again(path: str, output: Output) -> Source | None:
+    """The source of an output as it is now, if it is still the same kind of thing."""
+    link = output.kind == "link"
+    try:
+        st = os.stat(output.source, follow_symlinks=not link)
+    except FileNotFoundError:
+        return None
+    if (stat.S_ISLNK(st.st_mode) if link else stat.S_ISREG(st.st_mode)) is False:
+        return None
+    stamp_now = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode)
+    kind: Kind = "link" if link else "template" if output.kind == "template" else "file"
+    return Source(path, Path(output.source), kind, output.origin, stamp_now)
 
 
 def _current_hash(path: Path) -> str | None:

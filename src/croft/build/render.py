@@ -32,9 +32,13 @@ class TemplateFailure(Exception):
 
 
 _environment: jinja2.Environment | None = None
+# Compiled templates and their dependencies by source file and stat: machines sharing a layer
+# share its templates, which are compiled and analysed once however many machines render them.
+_compiled: dict[tuple[str, tuple[int, int]], jinja2.Template] = {}
+_dependencies: dict[tuple[str, tuple[int, int]], tuple[set[str], set[str]]] = {}
 
 
-def environment(templates: Mapping[str, Path]) -> jinja2.Environment:
+def environment(templates: Mapping[str, str]) -> jinja2.Environment:
     """A strict environment whose loader resolves includes among this machine's templates."""
     global _environment
     import jinja2
@@ -44,28 +48,38 @@ def environment(templates: Mapping[str, Path]) -> jinja2.Environment:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
             autoescape=False,
-            # Loaded templates are cached by name; the loader below checks mtimes.
-            auto_reload=True,
+            # Jinja2 caches by name, but one name can be a different file on another machine.
+            cache_size=0,
         )
     _environment.loader = jinja2.FunctionLoader(lambda name: _load(templates, name))
     return _environment
 
 
-def _load(templates: Mapping[str, Path], name: str) -> tuple[str, str, Any] | None:
-    path = templates.get(name.lstrip("/"))
-    if path is None:
+def _version(file: Path) -> tuple[str, tuple[int, int]]:
+    st = file.stat()
+    return str(file), (st.st_mtime_ns, st.st_size)
+
+
+def _load(templates: Mapping[str, str], name: str) -> tuple[str, str, Any] | None:
+    file = templates.get(name.lstrip("/"))
+    if file is None:
         return None
-    mtime = path.stat().st_mtime_ns
-    return path.read_text(), str(path), lambda: path.stat().st_mtime_ns == mtime
+    with open(file) as stream:
+        return stream.read(), file, lambda: False  # never reused: see cache_size above
 
 
-def dependencies(env: jinja2.Environment, name: str) -> tuple[set[str], set[str]]:
+def dependencies(env: jinja2.Environment, name: str, file: Path) -> tuple[set[str], set[str]]:
     """The context names a template reads (e.g. "port", "facts.arch") and the templates it includes."""
+    version = _version(file)
+    if version not in _dependencies:
+        _dependencies[version] = _find_dependencies(env, name, file)
+    return _dependencies[version]
+
+
+def _find_dependencies(env: jinja2.Environment, name: str, file: Path) -> tuple[set[str], set[str]]:
     from jinja2 import meta
 
-    assert env.loader is not None
-    source, _, _ = env.loader.get_source(env, name)
-    ast = env.parse(source, name=name)
+    ast = env.parse(file.read_text(), name=name, filename=str(file))
     names: set[str] = set()
     for top in meta.find_undeclared_variables(ast):
         if top in TRACKED_MAPPINGS:
@@ -136,7 +150,11 @@ def render(env: jinja2.Environment, name: str, file: Path, context: Mapping[str,
     import jinja2
 
     try:
-        return env.get_template(name).render(context)
+        version = _version(file)
+        if version not in _compiled:
+            code = env.compile(file.read_text(), name=name, filename=str(file))
+            _compiled[version] = env.template_class.from_code(env, code, env.make_globals(None), None)
+        return _compiled[version].render(context)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateFailure(
             Problem(file, f"template syntax error: {exc.message}", line=exc.lineno)

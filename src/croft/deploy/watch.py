@@ -20,7 +20,8 @@ def watch(state_dir: str, key: str, on_change: Callable[[], object]) -> None:
     last = None
     while True:
         current = stamp.signature(state_dir, key)
-        if current != last and not stamp.fresh(state_dir, key):
+        changes = stamp.changes(state_dir, key) if current != last else stamp.Changes()
+        if changes is None or changes:
             sources.forget_walks()
             try:
                 on_change()

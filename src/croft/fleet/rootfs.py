@@ -11,8 +11,9 @@ from croft.run import run
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-# systemd to boot, sshd and rsync for croft, busybox for small test services (httpd), nginx
-# and iproute2 for the services issue's tests.
+# systemd to boot, sshd and rsync for croft, busybox for small test services (httpd), nginx,
+# iproute2, curl and btrfs-progs for the services' tests. croft itself needs no Python on a
+# target: python3 is here only for the benchmark's Ansible side.
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -22,6 +23,9 @@ PACKAGES = (
     "busybox",
     "nginx-light",
     "iproute2",
+    "curl",
+    "btrfs-progs",
+    "python3",
 )
 
 

@@ -1,0 +1,219 @@
+"""What the last build made each output from, kept in SQLite under .croft/cache/.
+
+One row per machine and path: the source file, the cache key it was made with, its manifest
+entry (as the JSON member the manifest holds), and for a template the names and includes it
+read. A build reuses a row whose key still
+matches; an edit to one file finds the outputs to redo through an index on the source, so it
+touches no other row. The manifest (JSON and digest) is assembled from the rows as text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from croft.build.manifest import MANIFEST_VERSION, Entry
+
+SCHEMA_VERSION = 2
+SCHEMA = """
+CREATE TABLE outputs (
+    machine TEXT NOT NULL,
+    path TEXT NOT NULL,
+    source TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    key TEXT NOT NULL,
+    member TEXT NOT NULL,
+    digest_line TEXT NOT NULL,
+    deps TEXT,
+    PRIMARY KEY (machine, path)
+) WITHOUT ROWID;
+CREATE INDEX outputs_by_source ON outputs (source);
+CREATE TABLE includes (machine TEXT NOT NULL, path TEXT NOT NULL, source TEXT NOT NULL);
+CREATE INDEX includes_by_source ON includes (source);
+CREATE TABLE machines (machine TEXT PRIMARY KEY, wanted TEXT NOT NULL);
+"""
+
+
+@dataclass(slots=True)
+class Output:
+    """One built path: the key it was made with, its manifest entry, where it came from."""
+
+    key: list[Any]
+    entry: Entry
+    source: str
+    kind: str
+    origin: str
+    deps: dict[str, list[str]] | None = None
+    """For a template: the names it reads and the templates it includes."""
+
+
+class BuildState:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit; `with self.db:` groups a machine's changes into one transaction.
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        # A cache: a commit lost to a power cut costs a rebuild, so no fsync per build.
+        self.db.execute("PRAGMA synchronous=OFF")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self._create()
+
+    def _create(self) -> None:
+        """Start afresh: the state of another croft version is only a cache."""
+        tables = self.db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+        drops = "".join(f"DROP TABLE {name};" for (name,) in tables)
+        self.db.executescript(f"BEGIN;{drops}{SCHEMA}PRAGMA user_version={SCHEMA_VERSION};COMMIT;")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def forget(self, machine: str) -> None:
+        """Drop a machine's rows (a forced build, or a build tree removed by hand)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            for table in ("outputs", "includes", "machines"):
+                self.db.execute(f"DELETE FROM {table} WHERE machine = ?", (machine,))
+
+    def outputs(self, machine: str, paths: Iterable[str] | None = None) -> dict[str, Output]:
+        query = "SELECT path, key, member, source, kind, origin, deps FROM outputs WHERE machine = ?"
+        if paths is None:
+            rows = self.db.execute(query, (machine,)).fetchall()
+        else:
+            paths = list(paths)
+            query += f" AND path IN ({','.join('?' * len(paths))})"
+            rows = self.db.execute(query, (machine, *paths)).fetchall()
+        return {
+            path: Output(
+                json.loads(key),
+                Entry.from_json(json.loads(member[len(json.dumps(path)) + 1 :])),
+                source,
+                kind,
+                origin,
+                json.loads(deps) if deps else None,
+            )
+            for path, key, member, source, kind, origin, deps in rows
+        }
+
+    def templates(self, machine: str) -> dict[str, str]:
+        """The machine's template names (tree path + .j2) and their source files."""
+        rows = self.db.execute(
+            "SELECT path, source FROM outputs WHERE machine = ? AND kind = 'template'", (machine,)
+        )
+        return {path + ".j2": source for path, source in rows}
+
+    def known_sources(self, files: Iterable[str]) -> set[str]:
+        """Which of these files some output is made from or some template includes."""
+        files = list(files)
+        marks = ",".join("?" * len(files))
+        found = self.db.execute(
+            f"SELECT source FROM outputs WHERE source IN ({marks}) "
+            f"UNION SELECT source FROM includes WHERE source IN ({marks})",
+            files * 2,
+        )
+        return {source for (source,) in found}
+
+    def affected(self, files: Iterable[str]) -> dict[str, set[str]]:
+        """Per machine, the paths made from these files or from templates including them."""
+        files = list(files)
+        marks = ",".join("?" * len(files))
+        rows = self.db.execute(
+            f"SELECT machine, path FROM outputs WHERE source IN ({marks}) "
+            f"UNION SELECT machine, path FROM includes WHERE source IN ({marks})",
+            files * 2,
+        )
+        found: dict[str, set[str]] = {}
+        for machine, path in rows:
+            found.setdefault(machine, set()).add(path)
+        return found
+
+    def wanted(self, machine: str) -> dict[str, tuple[str, ...]] | None:
+        row = self.db.execute("SELECT wanted FROM machines WHERE machine = ?", (machine,)).fetchone()
+        if row is None:
+            return None
+        return {unit: tuple(targets) for unit, targets in json.loads(row[0]).items()}
+
+    def save(
+        self,
+        machine: str,
+        changed: dict[str, Output],
+        removed: Iterable[str],
+        templates: dict[str, str],
+        wanted: dict[str, tuple[str, ...]] | None = None,
+    ) -> None:
+        """Store changed and drop removed outputs; `templates` resolves include names to files."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "DELETE FROM outputs WHERE machine = ? AND path = ?", [(machine, p) for p in removed]
+            )
+            self.db.executemany(
+                "DELETE FROM includes WHERE machine = ? AND path = ?", [(machine, p) for p in changed]
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        machine,
+                        path,
+                        out.source,
+                        out.kind,
+                        out.origin,
+                        json.dumps(out.key),
+                        json.dumps(path) + ":" + json.dumps(out.entry.to_json(), separators=(",", ":")),
+                        out.entry.digest_line(path),
+                        json.dumps(out.deps) if out.deps is not None else None,
+                    )
+                    for path, out in changed.items()
+                ],
+            )
+            self.db.executemany(
+                "INSERT INTO includes VALUES (?, ?, ?)",
+                [
+                    (machine, path, templates[name])
+                    for path, out in changed.items()
+                    if out.deps
+                    for name in _included(out.deps, templates)
+                ],
+            )
+            if wanted is not None:
+                self.db.execute(
+                    "INSERT OR REPLACE INTO machines VALUES (?, ?)",
+                    (machine, json.dumps({unit: list(t) for unit, t in sorted(wanted.items())})),
+                )
+
+    def manifest_text(self, machine: str) -> tuple[str, str]:
+        """The machine's manifest.json and its digest, assembled from the rows without parsing them.
+
+        Equal to Manifest.to_json() and Manifest.digest of the same entries (tested).
+        """
+        rows = self.db.execute(
+            "SELECT member, digest_line FROM outputs WHERE machine = ? ORDER BY path", (machine,)
+        ).fetchall()
+        wanted = self.wanted(machine) or {}
+        lines = [line for _, line in rows]
+        lines += [Entry.wanted_line(unit, wanted[unit]) for unit in sorted(wanted)]
+        digest = hashlib.sha256("".join(lines).encode()).hexdigest()
+        head = json.dumps(
+            {
+                "version": MANIFEST_VERSION,
+                "machine": machine,
+                "digest": digest,
+                "wanted": {unit: list(targets) for unit, targets in sorted(wanted.items())},
+            },
+            separators=(",", ":"),
+        )
+        entries = ",".join(member for member, _ in rows)
+        return f'{head[:-1]},"entries":{{{entries}}}}}\n', digest
+
+
+def _included(deps: dict[str, list[str]], templates: dict[str, str]) -> list[str]:
+    includes = deps.get("includes", [])
+    if "*" in includes:
+        return list(templates)
+    return [name for name in includes if name in templates]

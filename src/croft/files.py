@@ -1,0 +1,38 @@
+"""Putting a finished file in place of an old one, cheaply.
+
+On ext4, renaming a file over an existing one makes the kernel write the new file's data out
+first (auto_da_alloc, a guard for programs that forget fsync): about 1.5 ms a file here, which
+a build that rewrites a few dozen files cannot afford. Unlinking the old file first skips that
+flush. The cost is a moment in which the path does not exist; croft's build outputs are only
+ever read after their build finished, and a build interrupted there is redone by the next one.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Only os.path here: the build's fast path imports this module, and pathlib costs it ~5 ms.
+StrPath = str | os.PathLike[str]
+
+
+def swap_in(new: StrPath, path: StrPath) -> None:
+    """Rename `new` to `path`, replacing whatever is there."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        os.rmdir(path)  # a directory the build made here before; never one with content
+    os.rename(new, path)
+
+
+def write(path: StrPath, data: str | bytes, mode: int | None = None) -> None:
+    """Write a whole file through a temporary one next to it."""
+    directory, name = os.path.split(os.fspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.croft-tmp")
+    with open(tmp, "wb") as stream:
+        stream.write(data.encode() if isinstance(data, str) else data)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    swap_in(tmp, path)
