@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from synthetic import SHARE, machine_names, make_site  # noqa: E402
+from synthetic import SHARE, machine_names, make_site
 
 VENV = Path(sys.executable).parent
 CROFT = [str(VENV / "croft")]
@@ -157,7 +157,8 @@ class Tools:
         def one(name: str, address: str) -> None:
             subprocess.run(
                 ["rsync", "-a", "--delete", "--mkpath", "-e", shell,
-                 f"{self.site}/.croft/build/{name}/root/usr/local/", f"root@{address}:/usr/local/bench-rsync/"],
+                 f"{self.site}/.croft/build/{name}/root/usr/local/",
+                 f"root@{address}:/usr/local/bench-rsync/"],
                 check=True,
             )
 
@@ -318,7 +319,9 @@ def _key() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--machines", type=int, default=20, help="machines in the build benchmark")
     parser.add_argument("--deploy-machines", type=int, default=5, help="machines the deploy benchmark boots")
     parser.add_argument("--runs", type=int, default=5, help="runs per median")

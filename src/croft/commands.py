@@ -11,7 +11,7 @@ import click
 from croft.errors import CroftError
 
 if TYPE_CHECKING:
-    from croft.build.manifest import Manifest
+    from croft.build.builder import BuildResult
     from croft.site.model import Machine, Site
 
 
@@ -127,13 +127,13 @@ def _explain(site, machine_name: str, path: str) -> str:  # type: ignore[no-unty
     return "\n".join(lines)
 
 
-def _build_all(site: Site, machines: list[Machine]) -> dict[str, Manifest]:
+def _build_all(site: Site, machines: list[Machine]) -> dict[str, BuildResult]:
     from croft.build import builder
     from croft.build.stamp import selection_key
 
     key = selection_key(tuple(machine.name for machine in machines))
     results = builder.build(site, machines, record_as=key)
-    return {name: result.manifest for name, result in results.items()}
+    return results
 
 
 @cli.command()
@@ -146,15 +146,15 @@ def diff(ctx: click.Context, machines: tuple[str, ...]) -> None:
 
     site = _load(ctx)
     selected = site.select(machines)
-    manifests = _build_all(site, selected)
-    outcomes = deploy_fleet(site, selected, manifests, dry_run=True)
+    builds = _build_all(site, selected)
+    outcomes = deploy_fleet(site, selected, builds, dry_run=True)
     changed = False
     for machine, outcome in zip(selected, outcomes, strict=True):
         if outcome.status == "failed":
             click.echo(f"== {machine.name}: {outcome.message}", err=True)
             changed = True
             continue
-        click.echo(diffing.render(site, machine, manifests[machine.name], outcome))
+        click.echo(diffing.render(site, machine, builds[machine.name].manifest, outcome))
         changed = changed or bool(outcome.changes) or bool(outcome.actions)
     sys.exit(2 if changed else 0)
 
@@ -188,9 +188,9 @@ def _deploy(ctx: click.Context, machines: tuple[str, ...], rollback: bool) -> bo
 
     site = _load(ctx)
     selected = site.select(machines)
-    manifests = _build_all(site, selected)
+    builds = _build_all(site, selected)
     with ui.live_board([m.name for m in selected]) as board:
-        outcomes = deploy_fleet(site, selected, manifests, rollback=rollback, report=board)
+        outcomes = deploy_fleet(site, selected, builds, rollback=rollback, report=board)
     ui.outcome_table(outcomes)
     return all(outcome.ok for outcome in outcomes)
 

@@ -86,26 +86,31 @@ def live_board(machines: list[str]) -> Iterator[StageBoard]:
 
 
 def outcome_table(outcomes: list[Outcome]) -> None:
-    from rich.table import Table
-
-    table = Table(title="croft deploy", title_justify="left")
-    for column in ("machine", "status", "generation", "files +/~/-", "units", "message"):
-        table.add_column(column)
+    """The summary of a fleet operation: a table on a terminal, aligned plain lines otherwise."""
+    columns = ("machine", "status", "generation", "files +/~/-", "units", "message")
+    rows = []
     for outcome in outcomes:
         changes = outcome.changes
         files = f"{len(changes.added)}/{len(changes.changed)}/{len(changes.removed)}"
         units = ", ".join(f"{action} {unit}" for action, unit in outcome.actions.summary())
-        style = STATUS_STYLE.get(outcome.status, "")
-        table.add_row(
-            outcome.machine,
-            f"[{style}]{outcome.status}[/]",
-            str(outcome.generation or "-"),
-            files,
-            units or "-",
-            outcome.message,
-        )
-    console().print(table)
+        generation = str(outcome.generation or "-")
+        rows.append((outcome.machine, outcome.status, generation, files, units or "-", outcome.message))
+    if interactive():
+        from rich.table import Table
+
+        table = Table(title="croft deploy", title_justify="left")
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            style = STATUS_STYLE.get(row[1], "")
+            table.add_row(row[0], f"[{style}]{row[1]}[/]", *row[2:])
+        console().print(table)
+    else:
+        # No rich here: piped output and CI logs read better plain, and it saves its import.
+        widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *rows, strict=True)]
+        for row in (columns, *rows):
+            print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     for outcome in outcomes:
         for unit, journal in outcome.journals.items():
-            console().print(f"[bold red]{outcome.machine}: {unit} failed[/]; its journal:")
-            console().print(journal.rstrip(), markup=False)
+            print(f"{outcome.machine}: {unit} failed; its journal:")
+            print(journal.rstrip())

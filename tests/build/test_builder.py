@@ -173,11 +173,12 @@ def test_editing_an_included_template_rerenders_its_includer(example_site: Path)
     etc = example_site / "layers" / "base" / "usr" / "local" / "etc" / "croft-example"
     (etc / "part.j2").write_text("part one\n")
     (etc / "whole.j2").write_text('{% include "usr/local/etc/croft-example/part.j2" %}and the rest\n')
+    whole = out(example_site, "db1", "usr/local/etc/croft-example/whole")
     build(example_site)
-    assert out(example_site, "db1", "usr/local/etc/croft-example/whole").read_text() == "part one\nand the rest\n"
+    assert whole.read_text() == "part one\nand the rest\n"
     (etc / "part.j2").write_text("part two\n")
     build(example_site)
-    assert out(example_site, "db1", "usr/local/etc/croft-example/whole").read_text() == "part two\nand the rest\n"
+    assert whole.read_text() == "part two\nand the rest\n"
 
 
 def test_manifest_assembled_from_the_state_equals_the_manifest_object(example_site: Path) -> None:

@@ -26,8 +26,8 @@ def test_unit_of() -> None:
 def test_new_unit_starts_and_is_checked() -> None:
     steps = plan.steps(Manifest("m"), manifest(unit="a", conf="b"), "1")
     assert steps == [
-        f"link {CONF}",
-        f"link {UNIT}",
+        "links usr/local/etc\tweb.conf",
+        "links usr/local/lib/systemd/system\tweb.service",
         "flip 1",
         "daemon-reload",
         "start web.service",
@@ -54,3 +54,15 @@ def test_removed_unit_stops_before_its_files_go() -> None:
 
 def test_nothing_changed_is_just_a_flip() -> None:
     assert plan.steps(manifest(unit="a"), manifest(unit="a"), "4") == ["flip 4"]
+
+
+def test_new_paths_are_linked_one_directory_at_a_time() -> None:
+    files = {f"usr/local/share/www/{name}": Entry("file", 0o644, name) for name in ("a", "b", "c d")}
+    dirs = {"usr/local/share/www": Entry("dir", 0o755), "usr/local/share/www/img": Entry("dir", 0o750)}
+    steps = plan.steps(Manifest("m"), Manifest("m", {**files, **dirs}), "1")
+    assert steps == [
+        "dirs 0750\tusr/local/share/www/img",
+        "dirs 0755\tusr/local/share/www",
+        "links usr/local/share/www\ta\tb\tc d",
+        "flip 1",
+    ]

@@ -73,6 +73,11 @@ def _walk_dir(directory: Path, rel: str, origin: str, tree: Tree, follow: bool) 
         for entry in sorted(entries, key=lambda e: e.name):
             name = entry.name
             path = Path(entry.path)
+            if "\t" in name or "\n" in name:
+                tree.problems.append(
+                    Problem(path, "a tab or a line break in a file name", hint="rename it")
+                )
+                continue
             deref = name.startswith(DEREF_PREFIX)
             if deref:
                 name = name[len(DEREF_PREFIX) :]

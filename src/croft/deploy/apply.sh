@@ -7,6 +7,8 @@
 set -u
 CROFT=/usr/local/croft
 GENERATIONS=$CROFT/generations
+TAB=$(printf '\t')
+OLD_IFS=$IFS
 
 exec 9>"$CROFT/lock"
 if ! flock -w 60 9; then
@@ -41,15 +43,28 @@ step() {
     arg=${1#* }
     case $verb in
         stop) systemctl stop "$arg" ;;
-        dir)
-            path=/${arg#* }
-            # A path that was a file (a symlink into the live generation) becomes a directory.
-            if [ -L "$path" ]; then rm -f "$path"; fi
-            mkdir -p "$path" && chmod "${arg%% *}" "$path" ;;
-        link)
-            path=/$arg
-            if [ -d "$path" ] && [ ! -L "$path" ]; then rm -rf "$path"; fi
-            mkdir -p "${path%/*}" && ln -sfn "$CROFT/live/root/$arg" "$path" ;;
+        dirs)
+            # MODE<tab>PATH<tab>PATH...: a path that was a file (a link into the live
+            # generation) becomes a directory.
+            mode=${arg%%"$TAB"*}
+            set -f; IFS=$TAB; set -- ${arg#*"$TAB"}; IFS=$OLD_IFS; set +f
+            for path do
+                if [ -L "/$path" ]; then rm -f "/$path"; fi
+                set -- "$@" "/$path"
+            done
+            shift $(($# / 2))
+            mkdir -p "$@" && chmod "$mode" "$@" ;;
+        links)
+            # DIR<tab>NAME<tab>NAME...: one ln for the whole directory.
+            dir=${arg%%"$TAB"*}
+            set -f; IFS=$TAB; set -- ${arg#*"$TAB"}; IFS=$OLD_IFS; set +f
+            for name do
+                # A path that was a directory becomes a file.
+                if [ -d "/$dir/$name" ] && [ ! -L "/$dir/$name" ]; then rm -rf "/$dir/$name"; fi
+                set -- "$@" "$CROFT/live/root/$dir/$name"
+            done
+            shift $(($# / 2))
+            mkdir -p "/$dir" && ln -sfn -t "/$dir" "$@" ;;
         flip)
             if [ "$arg" = none ]; then
                 rm -f "$CROFT/live"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from croft.build.builder import build_dir
+from croft.build.builder import BuildResult, build_dir
 from croft.build.manifest import Manifest, empty
 from croft.deploy import plan
 from croft.deploy.ssh import Connection
@@ -177,7 +177,7 @@ def _parse_log(outcome: Outcome, code: int, log: str) -> Outcome:
 def deploy(
     site: Site,
     machine: Machine,
-    manifest: Manifest,
+    built: BuildResult,
     *,
     rollback: bool = True,
     dry_run: bool = False,
@@ -188,8 +188,9 @@ def deploy(
     conn = connect(site, machine)
     state = read_state(conn)
     outcome = Outcome(machine.name, "unchanged", state.live)
-    if state.digest == manifest.digest:
+    if state.digest == built.digest:
         return outcome
+    manifest = built.manifest
     old = fetch_manifest(site, conn, machine.name, state.live)
     outcome.changes = plan.file_changes(old, manifest)
     outcome.actions = plan.unit_actions(old, manifest, outcome.changes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from croft.build.manifest import Manifest
+from croft.build.builder import BuildResult
 from croft.deploy.deployer import Outcome, deploy
 from croft.errors import CroftError
 from croft.site.model import Machine, Site
@@ -17,7 +17,7 @@ Report = Callable[[str, str], None]
 def deploy_fleet(
     site: Site,
     machines: list[Machine],
-    manifests: dict[str, Manifest],
+    builds: dict[str, BuildResult],
     *,
     rollback: bool = True,
     dry_run: bool = False,
@@ -28,7 +28,7 @@ def deploy_fleet(
             outcome = deploy(
                 site,
                 machine,
-                manifests[machine.name],
+                builds[machine.name],
                 rollback=rollback,
                 dry_run=dry_run,
                 progress=lambda stage: report(machine.name, stage),

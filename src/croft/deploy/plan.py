@@ -4,10 +4,11 @@ The plan is computed here, from the two manifests, and carried out on the target
 so the logic lives in one place and the target needs only POSIX sh and systemctl. The same
 function gives the way forward and, with its arguments swapped, the way back.
 
-Steps, in the order they run (one line each: `verb argument`):
+Steps, in the order they run (one line each: `verb argument`; in lists, a tab separates items):
   stop UNIT              units no longer wanted, while their files are still in place
-  dir MODE PATH          directories created, or whose mode changed
-  link PATH              paths that appear: a symlink into the live generation
+  dirs MODE PATH...      directories created, or whose mode changed, one line per mode
+  links DIR NAME...      paths that appear: symlinks into the live generation, one line per
+                         directory, so the target runs one `ln` per directory, not per file
   flip GENERATION        the atomic switch: every file's content changes at once
   unlink PATH            paths that are gone
   rmdir PATH             directories that are gone (if empty)
@@ -18,6 +19,7 @@ Steps, in the order they run (one line each: `verb argument`):
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from croft.build.manifest import Entry, Manifest, unit_of
@@ -134,14 +136,19 @@ def steps(old: Manifest, new: Manifest, generation: str) -> list[str]:
     changes = file_changes(old, new)
     actions = unit_actions(old, new, changes)
     lines = [f"stop {unit}" for unit in actions.stop]
+    dirs: dict[int, list[str]] = defaultdict(list)
+    links: dict[str, list[str]] = defaultdict(list)
     for path in sorted(changes.added + changes.changed):
         entry = new.entries[path]
         before = old.entries.get(path)
         if entry.type == "dir":
             if before is None or before.type != "dir" or before.mode != entry.mode:
-                lines.append(f"dir {entry.mode:04o} {path}")
+                dirs[entry.mode].append(path)
         elif before is None or before.type == "dir":
-            lines.append(f"link {path}")
+            parent, _, name = path.rpartition("/")
+            links[parent].append(name)
+    lines += ["dirs " + "\t".join([f"{mode:04o}", *paths]) for mode, paths in sorted(dirs.items())]
+    lines += ["links " + "\t".join([parent, *names]) for parent, names in sorted(links.items())]
     lines.append(f"flip {generation}")
     for path in sorted(changes.removed, reverse=True):  # children before their directories
         if old.entries[path].type != "dir":

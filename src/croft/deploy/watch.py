@@ -19,14 +19,15 @@ def watch(state_dir: str, key: str, on_change: Callable[[], object]) -> None:
     """Call on_change now and after every change of what the last build read, until interrupted."""
     last = None
     while True:
+        # Taken before on_change: an edit saved while it runs is seen on the next turn.
         current = stamp.signature(state_dir, key)
-        changes = stamp.changes(state_dir, key) if current != last else stamp.Changes()
-        if changes is None or changes:
-            sources.forget_walks()
-            try:
-                on_change()
-            except CroftError as exc:
-                print(exc, flush=True)
-            current = stamp.signature(state_dir, key)
+        if current != last:
+            changes = stamp.changes(state_dir, key)
+            if changes is None or changes:
+                sources.forget_walks()
+                try:
+                    on_change()
+                except CroftError as exc:
+                    print(exc, flush=True)
         last = current
         time.sleep(POLL_SECONDS)
