@@ -61,9 +61,17 @@ class BuildResult:
 
     @property
     def manifest(self) -> Manifest:
+        """The built manifest (read from the build directory when this build did not make it)."""
         if self._manifest is None:
             self._manifest = Manifest.load(self.directory / "manifest.json")
         return self._manifest
+
+    @property
+    def digest(self) -> str:
+        """The manifest's digest, without reading the manifest: all a no-op deploy needs."""
+        if self._manifest is not None:
+            return self._manifest.digest
+        return (self.directory / "digest").read_text().strip()
 
 
 def build_dir(site: Site, machine: str) -> Path:
@@ -78,10 +86,20 @@ def facts_file(site: Site, machine: str) -> Path:
     return site.facts_dir / f"{machine}.json"
 
 
+def trees(site: Site, machine: Machine) -> list[tuple[Path, str]]:
+    """The trees a machine is composed of, in order, with their origins: each layer followed by
+    what croft generates for its services, then the machine's own tree."""
+    found = []
+    for layer in site.machine_layers(machine):
+        found.append((layer.path, layer.name))
+        if layer.config.services:
+            found.append((site.generated_dir(layer.name), f"{layer.name} (generated)"))
+    found.append((machine.tree, MACHINE_ORIGIN))
+    return found
+
+
 def composition(site: Site, machine: Machine) -> Composition:
-    trees = [walk(layer.path, layer.name) for layer in site.machine_layers(machine)]
-    trees.append(walk(machine.tree, MACHINE_ORIGIN))
-    return compose(trees)
+    return compose([walk(root, origin) for root, origin in trees(site, machine)])
 
 
 def inputs(site: Site, machines: Iterable[Machine]) -> list[stamp.Input]:
@@ -95,16 +113,17 @@ def inputs(site: Site, machines: Iterable[Machine]) -> list[stamp.Input]:
 
     for path in ("site.toml", "machines", "layers", "facts"):
         add(site.root / path)
-    trees: dict[tuple[Path, str], None] = {}
+    roots: dict[tuple[Path, str], None] = {}
     for machine in machines:
         add(machine.file)
         add(facts_file(site, machine.name))
-        for layer in site.machine_layers(machine):
-            trees[(layer.path, layer.name)] = None
-        trees[(machine.tree, MACHINE_ORIGIN)] = None
-    for tree_root, origin in trees:
+        roots.update(dict.fromkeys(trees(site, machine)))
+    for tree_root, origin in roots:
         add(tree_root)
         add(tree_root / "layer.toml")
+        add(tree_root / "services")
+        for service_file in sorted((tree_root / "services").glob("*.toml")):
+            add(service_file)
         add(tree_root / "usr")
         for source in walk(tree_root, origin).sources:
             add(str(source.file), source.kind != "link", source.stamp)
@@ -546,7 +565,13 @@ class MachineBuild:
                 outputs[link_path] = self._generated(link_path, link)
                 if self.write and not _is_link_to(self.root / link_path, f"../{unit}"):
                     self._replace_with_link(self.root / link_path, f"../{unit}")
-        return wanted
+        # Links a layer ships into a .wants/ directory itself (e.g. a template's instance).
+        for path, output in outputs.items():
+            directory, _, unit = path.removeprefix(UNIT_DIR + "/").rpartition("/")
+            shipped = output.entry.type == "link" and directory.endswith((".wants", ".requires"))
+            if shipped and "/" not in directory and directory not in wanted.get(unit, ()):
+                wanted[unit] = (*wanted.get(unit, ()), directory)
+        return {unit: tuple(sorted(targets)) for unit, targets in wanted.items()}
 
     def _generated(self, path: str, entry: Entry) -> Output:
         cached = self.cache.get(path)

@@ -6,9 +6,11 @@ the commands run after every edit do not pay for importing pydantic.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import re
+import shutil
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,9 +21,11 @@ from croft.site.model import (
     LayerConfig,
     Machine,
     MachineConfig,
+    ServiceConfig,
     Site,
     SiteConfig,
 )
+from croft.site.services import check_services
 from croft.site.tomlfile import locate, read_toml
 
 T = TypeVar("T")
@@ -30,7 +34,7 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # What a layer (or a machine's own tree) may hold at its top: the file tree under usr/, and
 # croft's own declarations.
 LAYER_RESERVED = {"layer.toml", "services"}
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def _config_files(root: Path) -> list[Path]:
@@ -47,6 +51,10 @@ def _config_files(root: Path) -> list[Path]:
                     files.append(Path(entry.path))
                 elif folder == "layers" and entry.is_dir():
                     files.append(Path(entry.path) / "layer.toml")
+                    services = Path(entry.path) / "services"
+                    files.append(services)
+                    if services.is_dir():
+                        files += sorted(services.glob("*.toml"))
     return files
 
 
@@ -80,11 +88,17 @@ def load_site(root: Path, *, use_cache: bool = True) -> Site:
         try:
             with cache.open("rb") as stream:
                 version, cached_stamps, site = pickle.load(stream)
-            if version == CACHE_VERSION and cached_stamps == stamps:
+            generated = all(
+                site.generated_dir(name).is_dir()
+                for name, layer in site.layers.items()
+                if layer.config.services
+            )
+            if version == CACHE_VERSION and cached_stamps == stamps and generated:
                 return site  # type: ignore[no-any-return]
         except (OSError, EOFError, pickle.PickleError, ValueError, TypeError, AttributeError):
             pass
     site = _load(root)
+    _generate(site)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     with tmp.open("wb") as stream:
@@ -169,7 +183,9 @@ def _load(root: Path) -> Site:
             if (path / "layer.toml").exists():
                 layer_config = _validate(LayerConfig, path / "layer.toml", problems)
             if layer_config is not None:
+                layer_config = _with_service_files(path, layer_config, problems)
                 _check_layer(path, layer_config, problems)
+                check_services(path, layer_config.services, problems)
                 layers[path.name] = Layer(path.name, path, layer_config)
             _check_tree_top(path, problems)
 
@@ -241,6 +257,35 @@ def _load(root: Path) -> Site:
     if problems or config is None:
         raise SiteError(problems)
     return Site(root=root, config=config, machines=machines, layers=layers)
+
+
+def _with_service_files(path: Path, config: LayerConfig, problems: list[Problem]) -> LayerConfig:
+    """The layer's config with the services of its services/*.toml files added."""
+    services = dict(config.services)
+    for file in sorted((path / "services").glob("*.toml")):
+        name = file.stem
+        if name in services:
+            problems.append(
+                Problem(file, f"service {name!r} is also declared in layer.toml", hint="keep one of them")
+            )
+            continue
+        service = _validate(ServiceConfig, file, problems)
+        if service is not None:
+            services[name] = service
+    return dataclasses.replace(config, services=services)
+
+
+def _generate(site: Site) -> None:
+    """Write each layer's generated tree (only when the site was validated anew: the pickle
+    cache is keyed by the same files the generated trees come from)."""
+    from croft.systemd import sandbox
+
+    for name, layer in site.layers.items():
+        target = site.generated_dir(name)
+        if layer.config.services:
+            sandbox.write_tree(target, sandbox.generate(layer.config.services))
+        elif target.exists():
+            shutil.rmtree(target)
 
 
 def _check_layer(path: Path, config: LayerConfig, problems: list[Problem]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 # Unknown keys are errors: a misspelt key silently ignored is the worst kind of bug in a config.
 _STRICT: dict[str, Any] = {"extra": "forbid"}
@@ -74,6 +74,53 @@ class UnitConfig:
 
 
 @dataclass(frozen=True)
+class SocketConfig:
+    """Socket activation through a proxy: the first connection starts the service."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    listen: tuple[str, ...]
+    """Where the proxy listens on the machine: "80", "0.0.0.0:80", "[::]:443"."""
+    target: int
+    """The port the service itself listens on (in its own network, or on 127.0.0.1)."""
+    idle_timeout: str = "5min"
+    """After this long without connections the proxy exits and the service stops (scale to zero)."""
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    memory: str | None = None
+    """MemoryMax=, e.g. "256M"."""
+    cpu: str | None = None
+    """CPUQuota=, e.g. "50%" (of one CPU)."""
+    tasks: int | None = None
+    """TasksMax=."""
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """A service a layer runs as a sandbox: services/<name>.toml or [services.<name>] in layer.toml."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    unit: str | None = None
+    """The systemd unit: a distro unit (nginx.service) or one the layer ships; default <name>.service."""
+    profile: Literal["strict", "default", "relaxed"] = "default"
+    config: dict[str, str] = field(default_factory=dict)
+    """Config overlays: distro path -> file in the built tree bound read-only over it."""
+    state: tuple[str, ...] = ()
+    """Directories the service writes and keeps, on copy-on-write storage with snapshots."""
+    writable: tuple[str, ...] = ()
+    """Other directories it may write (logs, caches): writable, not snapshotted."""
+    snapshots: dict[str, int] = field(default_factory=dict)
+    """How many snapshots of its state to keep per period: hourly, daily, weekly."""
+    network: Literal["host", "private"] = "host"
+    socket: SocketConfig | None = None
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    devices: tuple[str, ...] = ()
+    """Device nodes it may use, e.g. /dev/dri/renderD128; all others are hidden."""
+
+
+@dataclass(frozen=True)
 class LayerConfig:
     """layers/<layer>/layer.toml (optional)"""
 
@@ -82,6 +129,8 @@ class LayerConfig:
     secrets: tuple[str, ...] = ()
     """Glob patterns of target paths that ship with mode 0600 and are never printed in diffs."""
     units: dict[str, UnitConfig] = field(default_factory=dict)
+    services: dict[str, ServiceConfig] = field(default_factory=dict)
+    """Services run as sandboxes; services/<name>.toml files add to these."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +179,10 @@ class Site:
     @property
     def facts_dir(self) -> Path:
         return self.root / "facts"
+
+    def generated_dir(self, layer: str) -> Path:
+        """The files croft generates for a layer's services (see croft.systemd.sandbox)."""
+        return self.state_dir / "generated" / layer
 
     def machine_layers(self, machine: Machine) -> list[Layer]:
         return [self.layers[name] for name in machine.config.layers]

@@ -1,0 +1,101 @@
+"""Checking service declarations beyond their types: paths, ports, sizes, time spans."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from croft.errors import Problem
+from croft.site.model import OWNED_ROOT, ServiceConfig
+from croft.site.tomlfile import locate
+
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_UNIT = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.service$")
+_SIZE = re.compile(r"^(\d+(\.\d+)?[KMGT]?|\d+%|infinity)$")
+_PERCENT = re.compile(r"^\d+%$")
+_TIMESPAN = re.compile(r"^(\d+(\.\d+)?\s*(us|ms|s|sec|m|min|h|hr|d)?\s*)+$")
+_LISTEN = re.compile(r"^((\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d{1,5})$")
+PERIODS = ("hourly", "daily")
+
+
+class _Reporter:
+    """Problems of one service, located in the file that declares it."""
+
+    def __init__(self, layer: Path, name: str, problems: list[Problem]) -> None:
+        own_file = layer / "services" / f"{name}.toml"
+        self.prefix: tuple[str, ...]
+        if own_file.exists():
+            self.file, self.prefix = own_file, ()
+        else:
+            self.file, self.prefix = layer / "layer.toml", ("services", name)
+        self.text = self.file.read_text() if self.file.exists() else ""
+        self.name = name
+        self.problems = problems
+
+    def __call__(self, loc: tuple[str | int, ...], message: str, hint: str | None = None) -> None:
+        full = (*self.prefix, *loc)
+        self.problems.append(
+            Problem(
+                self.file,
+                f"service {self.name!r}: {message}",
+                line=locate(self.text, full),
+                field=".".join(str(part) for part in full) or None,
+                hint=hint,
+            )
+        )
+
+
+def check_services(layer: Path, services: dict[str, ServiceConfig], problems: list[Problem]) -> None:
+    for name, service in services.items():
+        problem = _Reporter(layer, name, problems)
+        if not _NAME.match(name):
+            problem((), "not a valid service name", "use lower-case letters, digits and '-'")
+        if service.unit is not None and not _UNIT.match(service.unit):
+            problem(("unit",), f"{service.unit!r} is not a service unit name", 'e.g. unit = "nginx.service"')
+        for distro_path, tree_path in service.config.items():
+            if not distro_path.startswith("/") or distro_path.startswith(f"/{OWNED_ROOT}/"):
+                problem(
+                    ("config", distro_path),
+                    f"{distro_path!r} is not a distro path to overlay",
+                    'the key is the absolute path the service reads, e.g. "/etc/nginx/nginx.conf"',
+                )
+            if not tree_path.lstrip("/").startswith(f"{OWNED_ROOT}/"):
+                problem(
+                    ("config", distro_path),
+                    f"{tree_path!r} is not a path in the built tree",
+                    f"the value is a file the layers ship under {OWNED_ROOT}/, "
+                    f'e.g. "{OWNED_ROOT}/etc/nginx.conf"',
+                )
+        for key in ("state", "writable"):
+            for index, directory in enumerate(getattr(service, key)):
+                if not directory.startswith("/") or directory.rstrip("/") in ("", "/usr", f"/{OWNED_ROOT}"):
+                    problem((key, index), f"{directory!r} is not a directory the service can own",
+                            'use an absolute path such as "/var/lib/nginx"')
+        for period, count in service.snapshots.items():
+            if period not in PERIODS:
+                problem(("snapshots", period), f"unknown snapshot period {period!r}",
+                        f"use {' or '.join(PERIODS)}, e.g. snapshots = {{ hourly = 24, daily = 7 }}")
+            elif count < 1:
+                problem(("snapshots", period), "keeps at least 1 snapshot")
+        if service.snapshots and not service.state:
+            problem(("snapshots",), "has snapshots but no state to take them of",
+                    'declare its state, e.g. state = ["/var/lib/app"]')
+        if service.socket is not None:
+            for index, address in enumerate(service.socket.listen):
+                match = _LISTEN.match(address)
+                if match is None or not 0 < int(match.group(4)) < 65536:
+                    problem(("socket", "listen", index), f"{address!r} is not a port or ADDRESS:PORT",
+                            'e.g. "80", "0.0.0.0:80" or "[::]:443"')
+            if not 0 < service.socket.target < 65536:
+                problem(("socket", "target"), f"{service.socket.target} is not a port")
+            if not _TIMESPAN.match(service.socket.idle_timeout):
+                problem(("socket", "idle_timeout"), f"{service.socket.idle_timeout!r} is not a time span",
+                        'e.g. "30s" or "5min"')
+        if service.limits.memory is not None and not _SIZE.match(service.limits.memory):
+            problem(("limits", "memory"), f"{service.limits.memory!r} is not a size", 'e.g. "256M" or "2G"')
+        if service.limits.cpu is not None and not _PERCENT.match(service.limits.cpu):
+            problem(("limits", "cpu"), f"{service.limits.cpu!r} is not a percentage",
+                    'e.g. "50%" (half a CPU) or "200%" (two)')
+        for index, device in enumerate(service.devices):
+            if not device.startswith("/dev/"):
+                problem(("devices", index), f"{device!r} is not a device node", 'e.g. "/dev/dri/renderD128"')
