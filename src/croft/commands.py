@@ -51,8 +51,14 @@ def cli(ctx: click.Context, site: str, verbose: bool) -> None:
 
 
 @cli.command()
+@click.argument("machines", nargs=-1)
+@click.option(
+    "--security",
+    is_flag=True,
+    help="Also score each service with systemd-analyze security, before and after croft's sandbox.",
+)
 @click.pass_context
-def check(ctx: click.Context) -> None:
+def check(ctx: click.Context, machines: tuple[str, ...], security: bool) -> None:
     """Validate the whole site and report every problem at once."""
     from croft.build.builder import build
 
@@ -60,6 +66,21 @@ def check(ctx: click.Context) -> None:
     build(site, site.select([]), write=False)
     count = len(site.machines)
     click.echo(f"ok: {count} machine{'s' if count != 1 else ''}, {len(site.layers)} layers")
+    if security:
+        from croft.systemd.security import exposures
+
+        selected = site.select(machines)
+        _build_all(site, selected)
+        click.echo("exposure (systemd-analyze security; 0 safest, 10 most exposed):")
+        for machine in selected:
+            for exposure in exposures(site, machine):
+                if exposure.before is None or exposure.after is None:
+                    click.echo(f"  {exposure.machine:<12} {exposure.unit:<32} {exposure.note}")
+                else:
+                    click.echo(
+                        f"  {exposure.machine:<12} {exposure.unit:<32} "
+                        f"{exposure.before:4.1f} -> {exposure.after:4.1f}"
+                    )
 
 
 @cli.command()
@@ -274,3 +295,47 @@ def fleet_down(ctx: click.Context) -> None:
 
     name = fleets.fleet_name(_load(ctx))
     click.echo(f"fleet {name} down" if fleets.down(name) else f"fleet {name} was not up")
+
+
+@cli.group()
+def snapshot() -> None:
+    """Snapshots of a service's state (btrfs, on its machine)."""
+
+
+@snapshot.command("list")
+@click.argument("machine")
+@click.argument("service")
+@click.pass_context
+def snapshot_list(ctx: click.Context, machine: str, service: str) -> None:
+    """List a service's snapshots, oldest first."""
+    from croft.snapshots import list_snapshots
+
+    site = _load(ctx)
+    for name in list_snapshots(site, site.select([machine])[0], service):
+        click.echo(name)
+
+
+@snapshot.command("create")
+@click.argument("machine")
+@click.argument("service")
+@click.pass_context
+def snapshot_create(ctx: click.Context, machine: str, service: str) -> None:
+    """Take a snapshot of a service's state now (and prune past its policy)."""
+    from croft.snapshots import create_snapshot
+
+    site = _load(ctx)
+    click.echo(create_snapshot(site, site.select([machine])[0], service))
+
+
+@snapshot.command("restore")
+@click.argument("machine")
+@click.argument("service")
+@click.argument("name")
+@click.pass_context
+def snapshot_restore(ctx: click.Context, machine: str, service: str, name: str) -> None:
+    """Stop the service, put the snapshot's state back, start it."""
+    from croft.snapshots import restore_snapshot
+
+    site = _load(ctx)
+    restore_snapshot(site, site.select([machine])[0], service, name)
+    click.echo(f"{machine}: {service} restored to {name}")

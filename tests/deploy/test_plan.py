@@ -66,3 +66,13 @@ def test_new_paths_are_linked_one_directory_at_a_time() -> None:
         "links usr/local/share/www\ta\tb\tc d",
         "flip 1",
     ]
+
+
+def test_templates_are_never_started_or_restarted() -> None:
+    template = "usr/local/lib/systemd/system/croft-state@.service"
+    new = Manifest("m", {template: Entry("file", 0o644, "a", units=("croft-state@.service",))})
+    assert plan.steps(Manifest("m"), new, "1") == [
+        "links usr/local/lib/systemd/system\tcroft-state@.service",
+        "flip 1",
+        "daemon-reload",
+    ]

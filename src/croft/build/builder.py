@@ -313,6 +313,13 @@ class MachineBuild:
             for unit, config in layer.config.units.items()
             for glob in config.config
         ]
+        # A service's config overlays are its files: a change restarts (or reloads) it.
+        self.unit_globs += [
+            (service.unit_name(name), tree_path.lstrip("/"))
+            for layer in layers
+            for name, service in layer.config.services.items()
+            for tree_path in service.config.values()
+        ]
 
     def run(self) -> BuildResult:
         """Build the whole tree, reusing every output whose key still matches."""
@@ -546,6 +553,8 @@ class MachineBuild:
             unit = unit_of(path)
             if output.entry.type != "file" or unit is None or path != f"{UNIT_DIR}/{unit}":
                 continue
+            if "@." in unit:
+                continue  # a template is wanted through links to its instances
             text = self.unit_texts.get(path) or (self.root / path).read_text()
             targets = install_targets(text)
             if not targets:

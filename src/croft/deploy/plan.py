@@ -111,11 +111,14 @@ def unit_actions(old: Manifest, new: Manifest, changes: FileChanges) -> UnitActi
             actions.daemon_reload = True
         defined = unit_of(path)
         for unit in entry.units:
-            (redefined if unit == defined else reconfigured).add(unit)
-    for unit in sorted(set(old.wanted) - set(new.wanted)):
-        actions.stop.append(unit)
-    for unit in sorted(set(new.wanted) - set(old.wanted)):
-        actions.start.append(unit)
+            # A template (name@.service) never runs itself; its instances pick it up when they
+            # next start.
+            if "@." not in unit:
+                (redefined if unit == defined else reconfigured).add(unit)
+    old_wanted = {unit for unit in old.wanted if "@." not in unit}
+    new_wanted = {unit for unit in new.wanted if "@." not in unit}
+    actions.stop = sorted(old_wanted - new_wanted)
+    actions.start = sorted(new_wanted - old_wanted)
     handled = set(actions.stop) | set(actions.start)
     for unit in sorted(redefined - handled):
         if unit not in new.units:

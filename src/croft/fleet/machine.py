@@ -20,6 +20,10 @@ from croft.errors import CroftError
 from croft.fleet.network import BRIDGE, Lan
 from croft.run import run, spawn
 
+STATE_SIZE = 256 << 20
+"""Each machine's btrfs file system for services' state (sparse: it costs what it holds)."""
+STATE_MOUNT = "/var/lib/croft"
+
 CGROUP_HIERARCHIES = (
     Path("/sys/fs/cgroup/systemd"),
     Path("/sys/fs/cgroup/unified"),
@@ -65,6 +69,7 @@ class Container:
             ]
         )
         (self.root / "etc" / "hostname").write_text(self.name + "\n")
+        state = self._make_state_filesystem()
         cgroups = self.cgroups()
         for cgroup in cgroups:
             cgroup.mkdir(parents=True, exist_ok=True)
@@ -72,12 +77,24 @@ class Container:
         nspawn = (
             f"exec nsenter --net={lan.netns_path} systemd-nspawn -D {self.root} -M {self.name} "
             # --register=no, --keep-unit: there is no systemd on the host to register with.
-            f"-b --register=no --keep-unit --console=pipe --network-bridge={BRIDGE}"
+            f"-b --register=no --keep-unit --console=pipe --network-bridge={BRIDGE} "
+            f"--bind={state}:{STATE_MOUNT}"
         )
         log = open(self.directory / "console.log", "wb")  # noqa: SIM115 (the child keeps it)
         process = spawn(["sh", "-c", f"{join}; {nspawn}"], stdout=log, stderr=log)
         log.close()
         self.nspawn_pid = process.pid
+
+    def _make_state_filesystem(self) -> Path:
+        """A btrfs file system for the machine's services' state, as a real machine would have."""
+        image = self.directory / "state.btrfs"
+        mountpoint = self.directory / "state"
+        with open(image, "wb") as stream:
+            stream.truncate(STATE_SIZE)
+        run(["mkfs.btrfs", "-q", image])
+        mountpoint.mkdir(exist_ok=True)
+        run(["mount", "-o", "loop", image, mountpoint])
+        return mountpoint
 
     def init_pid(self) -> int | None:
         """The container's PID 1 (systemd), as this host sees it."""
@@ -172,6 +189,9 @@ class Container:
             except (ProcessLookupError, ChildProcessError):
                 pass
         run(["umount", "-l", self.root], check=False)
+        # Lazily: the container's mount namespace may hold it for a moment longer; the loop
+        # device goes with the last reference.
+        run(["umount", "-l", self.directory / "state"], check=False)
         for cgroup in self.cgroups():
             remove_cgroup(cgroup)
         shutil.rmtree(self.directory, ignore_errors=True)

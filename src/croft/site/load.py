@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any, TypeVar
 
+from croft.build.manifest import UNIT_DIR
 from croft.errors import Problem, SiteError
 from croft.site.model import (
     OWNED_ROOT,
@@ -37,9 +38,13 @@ LAYER_RESERVED = {"layer.toml", "services"}
 CACHE_VERSION = 2
 
 
+# croft's own code that the cached site depends on: what it generates for services.
+_GENERATORS = [Path(__file__).parents[1] / "systemd" / name for name in ("sandbox.py", "hardening.py")]
+
+
 def _config_files(root: Path) -> list[Path]:
     """The files whose content decides the site model (not the file trees)."""
-    files = [root / "site.toml", root / "machines", root / "layers"]
+    files = [root / "site.toml", root / "machines", root / "layers", *_GENERATORS]
     for folder in ("machines", "layers"):
         try:
             entries = os.scandir(root / folder)
@@ -283,7 +288,9 @@ def _generate(site: Site) -> None:
     for name, layer in site.layers.items():
         target = site.generated_dir(name)
         if layer.config.services:
-            sandbox.write_tree(target, sandbox.generate(layer.config.services))
+            units = {service.unit_name(n) for n, service in layer.config.services.items()}
+            shipped = {unit for unit in units if (layer.path / UNIT_DIR / unit).exists()}
+            sandbox.write_tree(target, sandbox.generate(layer.config.services, shipped))
         elif target.exists():
             shutil.rmtree(target)
 

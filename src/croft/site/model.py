@@ -119,6 +119,10 @@ class ServiceConfig:
     devices: tuple[str, ...] = ()
     """Device nodes it may use, e.g. /dev/dri/renderD128; all others are hidden."""
 
+    def unit_name(self, name: str) -> str:
+        """The service's unit, for the service declared as `name`."""
+        return self.unit or f"{name}.service"
+
 
 @dataclass(frozen=True)
 class LayerConfig:

@@ -1,0 +1,113 @@
+"""Services as sandboxes, on real systemd machines: hardening, overlays, state, sockets."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import pytest
+
+from croft.fleet.fleet import Fleet
+from croft.run import run
+from tests.fleet.conftest import SUBNET, Croft
+
+pytestmark = pytest.mark.fleet
+
+NOTES_STATE = "/var/lib/croft/state/notes/current/var/lib/notes"
+
+
+def get(address: str, port: int) -> str:
+    with urllib.request.urlopen(f"http://{address}:{port}/", timeout=10) as response:
+        return str(response.read().decode())
+
+
+def inside(fleet: Fleet, machine: str, *argv: str, ok: bool = True) -> str:
+    """Run a command in a fleet machine; with ok, it must succeed."""
+    pid = fleet.containers[machine].wait_for_init(5)
+    result = run(["nsenter", "-t", str(pid), "-a", *argv], check=False)
+    if ok:
+        assert result.returncode == 0, f"{argv} exited {result.returncode}: {result.stdout}{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def active(fleet: Fleet, machine: str, unit: str) -> bool:
+    return inside(fleet, machine, "systemctl", "is-active", unit, ok=False).strip() == "active"
+
+
+def main_pid(fleet: Fleet, machine: str, unit: str) -> str:
+    return inside(fleet, machine, "systemctl", "show", "-P", "MainPID", unit).strip()
+
+
+def test_sandbox_confines_the_service_and_overlays_its_config(fleet: Fleet, croft: Croft) -> None:
+    croft("deploy", "db1")
+    # nginx sees croft's nginx.conf at the distro's path; the distro's file is untouched.
+    assert get(f"{SUBNET}.13", 8081) == "proxy on db1\n"
+    assert "sites-enabled" in inside(fleet, "db1", "cat", "/etc/nginx/nginx.conf")
+    # Inside its sandbox the root is read-only; only its declared state and paths are writable.
+    pid = main_pid(fleet, "db1", "nginx.service")
+    refused = inside(fleet, "db1", "nsenter", "-t", pid, "-m", "touch", "/etc/croft-probe", ok=False)
+    assert "Read-only file system" in refused
+    inside(fleet, "db1", "nsenter", "-t", pid, "-m", "touch", "/var/lib/nginx/croft-probe")
+    # The state shifted onto the machine's btrfs file system.
+    assert "croft-probe" in inside(fleet, "db1", "ls", "/var/lib/croft/state/nginx/current/var/lib/nginx")
+    assert "croft-probe" not in inside(fleet, "db1", "ls", "/var/lib/nginx")
+
+    # Every unit croft generated is valid for the machine's systemd.
+    croft("deploy", "web2")
+    inside(
+        fleet,
+        "web2",
+        "systemd-analyze",
+        "verify",
+        "--man=no",
+        "hello-web.service",
+        "notes.service",
+        "croft-proxy-notes.socket",
+        "croft-proxy-notes.service",
+        "croft-state@notes.service",
+        "croft-snapshot@notes.service",
+        "croft-snapshot@notes.timer",
+    )
+    assert active(fleet, "web2", "croft-snapshot@notes.timer")
+
+    # Exposure scores, before and after croft's drop-ins.
+    scores = {}
+    for line in croft("check", "--security").stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 5 and parts[3] == "->":
+            scores[(parts[0], parts[1])] = (float(parts[2]), float(parts[4]))
+    assert scores[("db1", "nginx.service")][0] >= 9
+    assert scores[("db1", "nginx.service")][1] <= 4
+    assert scores[("web2", "hello-web.service")][1] <= 2.5
+    assert scores[("web2", "notes.service")][1] <= 2.5
+
+
+def test_state_snapshot_and_restore(fleet: Fleet, croft: Croft) -> None:
+    croft("deploy", "web2")
+    inside(fleet, "web2", "sh", "-c", f"echo '<p>first</p>' > {NOTES_STATE}/index.html")
+    assert get(f"{SUBNET}.12", 8090) == "<p>first</p>\n"
+    snapshot = croft("snapshot", "create", "web2", "notes").stdout.strip()
+    assert snapshot in croft("snapshot", "list", "web2", "notes").stdout.split()
+    inside(fleet, "web2", "sh", "-c", f"echo '<p>second</p>' > {NOTES_STATE}/index.html")
+    assert get(f"{SUBNET}.12", 8090) == "<p>second</p>\n"
+    croft("snapshot", "restore", "web2", "notes", snapshot)
+    assert get(f"{SUBNET}.12", 8090) == "<p>first</p>\n"
+    unknown = croft("snapshot", "list", "web2", "nosuch", ok=False)
+    assert unknown.returncode == 1 and "services with state there: notes" in unknown.stderr
+
+
+def test_socket_starts_the_service_and_idle_stops_it(fleet: Fleet, croft: Croft) -> None:
+    declaration = croft.site / "layers/notes/services/notes.toml"
+    declaration.write_text(declaration.read_text().replace('idle_timeout = "10s"', 'idle_timeout = "2s"'))
+    croft("deploy", "web2")
+    inside(fleet, "web2", "sh", "-c", f"echo '<p>on demand</p>' > {NOTES_STATE}/index.html")
+    assert not active(fleet, "web2", "notes.service")
+    for _ in range(2):  # started by a connection, stopped when idle, started again
+        assert get(f"{SUBNET}.12", 8090) == "<p>on demand</p>\n"
+        assert active(fleet, "web2", "notes.service")
+        deadline = time.monotonic() + 20
+        while active(fleet, "web2", "notes.service"):
+            assert time.monotonic() < deadline, "notes.service did not stop when idle"
+            time.sleep(0.25)
+    # The service has no network but its own: nothing of it listens on the machine's.
+    assert ":9000" not in inside(fleet, "web2", "ss", "-ltn")

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from croft.build import builder, sources
+from croft.commands import _explain
+from croft.site.load import load_site
+from croft.site.model import ServiceConfig, SocketConfig
+from croft.systemd import hardening, sandbox
+
+UNITS = "usr/local/lib/systemd/system"
+
+
+def test_drop_in_binds_config_and_state_and_confines() -> None:
+    service = ServiceConfig(
+        unit="nginx.service",
+        config={"/etc/nginx/nginx.conf": "usr/local/etc/nginx/nginx.conf"},
+        state=("/var/lib/nginx",),
+        writable=("/var/log/nginx",),
+        devices=("/dev/dri/renderD128",),
+    )
+    text = sandbox.drop_in("nginx", service)
+    assert "BindReadOnlyPaths=/usr/local/etc/nginx/nginx.conf:/etc/nginx/nginx.conf" in text
+    assert "BindPaths=/var/lib/croft/state/nginx/current/var/lib/nginx:/var/lib/nginx" in text
+    assert "ReadWritePaths=/var/lib/nginx /var/log/nginx" in text
+    assert "DeviceAllow=/dev/dri/renderD128 rw" in text and "PrivateDevices" not in text
+    assert "Requires=croft-state@nginx.service" in text
+    assert "SyslogIdentifier=nginx" in text
+    assert "ProtectSystem=strict" in text
+
+
+def test_every_profile_keeps_the_root_read_only() -> None:
+    for profile in hardening.PROFILES:
+        assert ("ProtectSystem", "strict") in hardening.directives(profile)
+    assert ("DynamicUser", "yes") in hardening.directives("strict")
+    assert not any(key == "SystemCallFilter" for key, _ in hardening.directives("relaxed"))
+
+
+def test_socket_service_is_started_by_its_proxy_only() -> None:
+    service = ServiceConfig(network="private", socket=SocketConfig(listen=("8090",), target=9000))
+    files = sandbox.generate({"notes": service}, shipped={"notes.service"})
+    proxy = files[f"{UNITS}/croft-proxy-notes.service"].content
+    assert "JoinsNamespaceOf=notes.service" in proxy and "PrivateNetwork=yes" in proxy
+    assert "--exit-idle-time=5min 127.0.0.1:9000" in proxy
+    assert "ListenStream=8090" in files[f"{UNITS}/croft-proxy-notes.socket"].content
+    assert "StopWhenUnneeded=yes" in files[f"{UNITS}/notes.service.d/croft-sandbox.conf"].content
+    assert not any(".wants/notes.service" in path for path in files)
+
+
+def test_a_distro_unit_is_started_by_a_link_croft_ships() -> None:
+    files = sandbox.generate({"nginx": ServiceConfig(unit="nginx.service")}, shipped=set())
+    link = files[f"{UNITS}/multi-user.target.wants/nginx.service"]
+    assert link.link and link.content == "/lib/systemd/system/nginx.service"
+
+
+def test_generated_files_join_the_tree_after_their_layer(example_site: Path) -> None:
+    sources.forget_walks()
+    site = load_site(example_site, use_cache=False)
+    results = builder.build(site, site.select(["db1"]), record_as="db1")
+    manifest = results["db1"].manifest
+    drop_in = f"{UNITS}/nginx.service.d/croft-sandbox.conf"
+    assert manifest.entries[drop_in].origin == "proxy (generated)"
+    assert manifest.entries[drop_in].units == ("nginx.service",)
+    # The config overlay belongs to the unit: a change to it restarts nginx.
+    assert manifest.entries["usr/local/etc/nginx/nginx.conf"].units == ("nginx.service",)
+    assert manifest.wanted["nginx.service"] == ("multi-user.target.wants",)
+    assert "proxy (generated)" in _explain(site, "db1", f"/{drop_in}")
+
+
+def test_removing_a_service_removes_what_was_generated(example_site: Path) -> None:
+    load_site(example_site, use_cache=False)
+    generated = example_site / ".croft/generated/notes"
+    assert (generated / UNITS / "croft-proxy-notes.socket").exists()
+    (example_site / "layers/notes/services/notes.toml").unlink()
+    load_site(example_site)
+    assert not generated.exists()
