@@ -47,7 +47,7 @@ def build_command(root: str, machines: tuple[str, ...], *, force: bool = False) 
     changes = None if force else stamp.changes(state_dir, key)
     if changes is not None and not changes:
         if changes.restat:  # only touched: file the new stats so the next check is as quick
-            stamp.refresh(state_dir, key, changes.restat)
+            stamp.refresh(state_dir, key, changes)
         print("up to date")
         return
     from pathlib import Path

@@ -111,3 +111,14 @@ def test_socket_starts_the_service_and_idle_stops_it(fleet: Fleet, croft: Croft)
             time.sleep(0.25)
     # The service has no network but its own: nothing of it listens on the machine's.
     assert ":9000" not in inside(fleet, "web2", "ss", "-ltn")
+
+
+def test_machines_and_services_resolve_from_every_machine(fleet: Fleet, croft: Croft) -> None:
+    croft("deploy")
+    for machine in ("web1", "web2", "db1"):
+        answer = inside(fleet, machine, "resolvectl", "query", "--legend=no", "db1.lab.home.arpa")
+        assert f"{SUBNET}.13" in answer
+    answer = inside(fleet, "web1", "resolvectl", "query", "--legend=no", "hello-web.lab.home.arpa")
+    assert f"{SUBNET}.11" in answer and f"{SUBNET}.12" in answer  # on both web servers
+    # An ordinary program finds a service by its name.
+    assert inside(fleet, "web1", "curl", "-s", "http://nginx.lab.home.arpa:8081/") == "proxy on db1\n"

@@ -13,8 +13,8 @@ import fnmatch
 import hashlib
 import json
 import os
-import shutil
 import stat
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +36,13 @@ from croft.build.sources import (
     Kind,
     Source,
     compose,
+    forget_walks,
     walk,
 )
 from croft.build.state import BuildState, Output
 from croft.errors import Problem, SiteError
 from croft.site.model import Machine, Site
+from croft.systemd import names
 
 GENERATED_ORIGIN = "(croft)"
 RESERVED_VARIABLES = ("facts", "machine", "site")
@@ -87,9 +89,10 @@ def facts_file(site: Site, machine: str) -> Path:
 
 
 def trees(site: Site, machine: Machine) -> list[tuple[Path, str]]:
-    """The trees a machine is composed of, in order, with their origins: each layer followed by
-    what croft generates for its services, then the machine's own tree."""
-    found = []
+    """The trees a machine is composed of, in order, with their origins: what croft generates
+    for the site's names, each layer followed by what croft generates for its services, then the
+    machine's own tree."""
+    found = names.trees(site, machine)
     for layer in site.machine_layers(machine):
         found.append((layer.path, layer.name))
         if layer.config.services:
@@ -187,13 +190,16 @@ def build(
                 changes = stamp.changes(str(site.state_dir), record_as)
             results = _build_changed(site, state, machines, changes) if changes is not None else None
             if results is not None and changes is not None:
-                stamp.refresh(str(site.state_dir), record_as, changes.restat)
+                stamp.refresh(str(site.state_dir), record_as, changes)
                 return results
         # Stats taken before building: an edit made while the build runs is seen by the next one.
+        # (Walked anew, so that no stat is older than taken_ns.)
+        forget_walks()
+        taken_ns = time.time_ns()
         read = inputs(site, machines) if write and record_as is not None else []
-        results = _build_machines(site, state, machines, force=force)
+        results = _build_machines(site, state, machines, force=force, taken_ns=taken_ns)
         if write and record_as is not None:
-            stamp.record(str(site.state_dir), record_as, read)
+            stamp.record(str(site.state_dir), record_as, read, taken_ns)
         return results
     finally:
         if state is not None:
@@ -201,13 +207,13 @@ def build(
 
 
 def _build_machines(
-    site: Site, state: BuildState | None, machines: list[Machine], *, force: bool
+    site: Site, state: BuildState | None, machines: list[Machine], *, force: bool, taken_ns: int
 ) -> dict[str, BuildResult]:
     results: dict[str, BuildResult] = {}
     problems: list[Problem] = []
     for machine in machines:
         try:
-            results[machine.name] = MachineBuild(site, machine, state, force=force).run()
+            results[machine.name] = MachineBuild(site, machine, state, force=force, taken_ns=taken_ns).run()
         except SiteError as exc:
             problems += exc.problems
     if problems:
@@ -237,9 +243,10 @@ def _build_changed(
             results[machine.name] = BuildResult(machine.name, directory, 0, 0, 0)
             continue
         try:
-            result = MachineBuild(site, machine, state, force=False).update(paths)
+            taken_ns = changes.taken_ns
+            result = MachineBuild(site, machine, state, force=False, taken_ns=taken_ns).update(paths)
             if result is None:
-                result = MachineBuild(site, machine, state, force=False).run()
+                result = MachineBuild(site, machine, state, force=False, taken_ns=taken_ns).run()
             results[machine.name] = result
         except SiteError as exc:
             problems += exc.problems
@@ -276,19 +283,33 @@ def _reserved_variable_problems(site: Site, machine: Machine) -> list[Problem]:
 _content_hashes: dict[tuple[Path, tuple[int, int, int, int]], str] = {}
 
 
-def _file_hash(source: Source) -> str:
+def _racy(source: Source, taken_ns: int) -> bool:
+    """Modified so close to when its stat was taken (after `taken_ns`) that it may change again
+    without its stat changing (see stamp.RACY_NS); the stamp files the same sources as racy."""
+    return source.stamp[0] >= taken_ns - stamp.RACY_NS
+
+
+def _file_hash(source: Source, taken_ns: int) -> str:
+    """The source's sha256, remembered by its stat (for machines sharing a layer) unless racy."""
     key = (source.file, source.stamp)
-    if key not in _content_hashes:
-        with open(source.file, "rb") as stream:
-            _content_hashes[key] = hashlib.file_digest(stream, "sha256").hexdigest()
-    return _content_hashes[key]
+    if key in _content_hashes:
+        return _content_hashes[key]
+    with open(source.file, "rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    if not _racy(source, taken_ns):
+        _content_hashes[key] = digest
+    return digest
 
 
 class MachineBuild:
     """One machine's build: compose, reuse what is current, produce the rest, drop the stale."""
 
-    def __init__(self, site: Site, machine: Machine, state: BuildState | None, *, force: bool) -> None:
+    def __init__(
+        self, site: Site, machine: Machine, state: BuildState | None, *, force: bool, taken_ns: int
+    ) -> None:
         self.site = site
+        self.taken_ns = taken_ns
+        """When the stats of the sources were taken (or just before)."""
         self.machine = machine
         self.state = state
         # Without a state (`croft check`) nothing is written.
@@ -320,6 +341,7 @@ class MachineBuild:
             for name, service in layer.config.services.items()
             for tree_path in service.config.values()
         ]
+        self.unit_globs += names.unit_globs(site, machine)
 
     def run(self) -> BuildResult:
         """Build the whole tree, reusing every output whose key still matches."""
@@ -406,6 +428,9 @@ class MachineBuild:
         else:
             key = [source.kind, str(source.file), *source.stamp]
         key += [mode, source.origin]
+        if source.kind != "dir" and _racy(source, self.taken_ns):
+            # It may change again without its stat changing: never reuse what was made of it.
+            key.append(["racy", time.time_ns()])
         cached = self.cache.get(path)
         if cached is not None and cached.key == key:
             return cached
@@ -497,7 +522,7 @@ class MachineBuild:
             return Entry("dir", mode=mode, origin=source.origin, units=units)
         if source.kind == "link":
             link = os.readlink(source.file)
-            if self.write:
+            if self.write and not _is_link_to(target, link):
                 self._replace_with_link(target, link)
             return Entry("link", target=link, origin=source.origin, units=units)
         if source.kind == "template":
@@ -516,21 +541,25 @@ class MachineBuild:
             digest = hashlib.sha256(data).hexdigest()
             if self.write and _current_hash(target) != digest:
                 files.write(target, data, mode)
+                files.stamp_content(target, digest)
                 self.written += 1
             elif self.write:
                 os.chmod(target, mode)
             return Entry("file", mode=mode, sha256=digest, origin=source.origin, units=units, secret=secret)
-        digest = _file_hash(source)
         if unit_of(path):
             self.unit_texts[path] = source.file.read_text()
-        if self.write:
+        digest = _file_hash(source, self.taken_ns)
+        cached = self.cache.get(path)
+        if not self.write:
+            return Entry("file", mode=mode, sha256=digest, origin=source.origin, units=units, secret=secret)
+        if cached is not None and cached.entry.sha256 == digest and os.path.isfile(target):
+            os.chmod(target, mode)  # the same content (a "racy" source, looked at again)
+        else:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.croft-tmp")
-            shutil.copyfile(source.file, tmp)
+            digest = files.copy_hashing(source.file, tmp)
             os.chmod(tmp, mode)
-            # Keep the source's mtime: rsync's quick check then matches across generations.
-            st = os.stat(source.file)
-            os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+            files.stamp_content(tmp, digest)
             files.swap_in(tmp, target)
             self.written += 1
         return Entry("file", mode=mode, sha256=digest, origin=source.origin, units=units, secret=secret)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import marshal
 import os
 import stat as stat_module
+import time
 from collections.abc import Iterable
 
 from croft.files import swap_in
@@ -20,6 +21,11 @@ from croft.files import swap_in
 Stamp = tuple[int, int, int, int]
 # (path, follow symlinks, stamp); a stamp of (0, 0, 0, 0) records that the path did not exist.
 Input = tuple[str, bool, Stamp]
+
+# A file modified this close to the moment its stat was taken may be modified again within the
+# same clock tick (a few ms) without its stat changing: such "racy" stats are filed as unknown,
+# so the next check looks again (as git does for its index).
+RACY_NS = 20_000_000
 
 # marshal, not JSON: it loads several times faster and needs no `re` (6 ms of imports).
 _FILE = "stamp.marshal"
@@ -35,6 +41,8 @@ class Changes:
         """Every input whose stat changed, with its stat now: what a build records after it."""
         self.structural = False
         """Whether a path appeared, went or changed kind, or a directory's names changed."""
+        self.taken_ns = time.time_ns()
+        """When the stats were taken."""
 
     def __bool__(self) -> bool:
         return bool(self.files)
@@ -98,25 +106,27 @@ def _store(state_dir: str, data: dict[str, list[list[object]]]) -> None:
     _loaded[path] = (stat(path), data)
 
 
-def record(state_dir: str, key: str, inputs: Iterable[Input]) -> None:
-    """File the stats a build read under `key` (directories with their list of names)."""
+def _filed(path: str, st: Stamp, taken_ns: int) -> list[object]:
+    if st[0] >= taken_ns - RACY_NS:
+        st = (-1, *st[1:])
+    return [path, *st, listing(path) if stat_module.S_ISDIR(st[3]) else ""]
+
+
+def record(state_dir: str, key: str, inputs: Iterable[Input], taken_ns: int) -> None:
+    """File the stats a build read under `key` (directories with their list of names), taken
+    at `taken_ns`."""
     data = _load(state_dir)
-    data[key] = [
-        [path, follow, *st, listing(path) if stat_module.S_ISDIR(st[3]) else ""]
-        for path, follow, st in inputs
-    ]
+    data[key] = [[path, follow, *_filed(path, st, taken_ns)[1:]] for path, follow, st in inputs]
     _store(state_dir, data)
 
 
-def refresh(state_dir: str, key: str, restat: dict[str, Stamp]) -> None:
-    """Update the stats filed under `key` after a build that read only these paths anew."""
+def refresh(state_dir: str, key: str, changes: Changes) -> None:
+    """Update the stats filed under `key` after a build that read only the changed paths anew."""
     data = _load(state_dir)
     for item in data.get(key, []):
         path = str(item[0])
-        if path in restat:
-            st = restat[path]
-            item[2:6] = st
-            item[6] = listing(path) if stat_module.S_ISDIR(st[3]) else ""
+        if path in changes.restat:
+            item[2:] = _filed(path, changes.restat[path], changes.taken_ns)[1:]
     _store(state_dir, data)
 
 

@@ -12,7 +12,8 @@ from croft.run import run
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # systemd to boot, sshd and rsync for croft, busybox for small test services (httpd), nginx,
-# iproute2, curl and btrfs-progs for the services' tests. croft itself needs no Python on a
+# iproute2, curl and btrfs-progs for the services' tests, systemd-resolved and dnsmasq-base for
+# the site's names. croft itself needs no Python on a
 # target: python3 is here only for the benchmark's Ansible side.
 PACKAGES = (
     "systemd",
@@ -26,6 +27,8 @@ PACKAGES = (
     "curl",
     "btrfs-progs",
     "python3",
+    "systemd-resolved",
+    "dnsmasq-base",
 )
 
 

@@ -38,8 +38,10 @@ LAYER_RESERVED = {"layer.toml", "services"}
 CACHE_VERSION = 2
 
 
-# croft's own code that the cached site depends on: what it generates for services.
-_GENERATORS = [Path(__file__).parents[1] / "systemd" / name for name in ("sandbox.py", "hardening.py")]
+# croft's own code that the cached site depends on: what it generates for services and names.
+_GENERATORS = [
+    Path(__file__).parents[1] / "systemd" / name for name in ("sandbox.py", "hardening.py", "names.py")
+]
 
 
 def _config_files(root: Path) -> list[Path]:
@@ -93,11 +95,7 @@ def load_site(root: Path, *, use_cache: bool = True) -> Site:
         try:
             with cache.open("rb") as stream:
                 version, cached_stamps, site = pickle.load(stream)
-            generated = all(
-                site.generated_dir(name).is_dir()
-                for name, layer in site.layers.items()
-                if layer.config.services
-            )
+            generated = all(root.is_dir() for root in _generated_trees(site))
             if version == CACHE_VERSION and cached_stamps == stamps and generated:
                 return site  # type: ignore[no-any-return]
         except (OSError, EOFError, pickle.PickleError, ValueError, TypeError, AttributeError):
@@ -259,6 +257,18 @@ def _load(root: Path) -> Site:
             addresses[machine_config.address] = path
             machines[name] = Machine(name, machine_config, path, machines_dir / name)
 
+    dns = config.dns if config is not None else None
+    # (A machine whose own file is invalid is reported as such, not again here.)
+    if dns is not None and not (machines_dir / f"{dns.server}.toml").exists():
+        text = (root / "site.toml").read_text()
+        problems.append(
+            Problem(
+                root / "site.toml",
+                f"dns.server: no machine {dns.server!r}",
+                line=locate(text, ("dns", "server")),
+                hint=f"name one of: {', '.join(sorted(machines)) or 'none'}",
+            )
+        )
     if problems or config is None:
         raise SiteError(problems)
     return Site(root=root, config=config, machines=machines, layers=layers)
@@ -280,11 +290,21 @@ def _with_service_files(path: Path, config: LayerConfig, problems: list[Problem]
     return dataclasses.replace(config, services=services)
 
 
-def _generate(site: Site) -> None:
-    """Write each layer's generated tree (only when the site was validated anew: the pickle
-    cache is keyed by the same files the generated trees come from)."""
-    from croft.systemd import sandbox
+def _generated_trees(site: Site) -> list[Path]:
+    from croft.systemd import names
 
+    trees = [site.generated_dir(name) for name, layer in site.layers.items() if layer.config.services]
+    for machine in site.machines.values():
+        trees += [root for root, _ in names.trees(site, machine)]
+    return trees
+
+
+def _generate(site: Site) -> None:
+    """Write each generated tree (only when the site was validated anew: the pickle cache is
+    keyed by the same files the generated trees come from)."""
+    from croft.systemd import names, sandbox
+
+    names.write_trees(site)
     for name, layer in site.layers.items():
         target = site.generated_dir(name)
         if layer.config.services:

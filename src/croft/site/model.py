@@ -42,6 +42,15 @@ class DeployConfig:
 
 
 @dataclass(frozen=True)
+class DnsConfig:
+    """Names under the site's domain for every machine and service, served by one machine."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    server: str
+    """The machine that answers for the domain (dnsmasq); every machine asks it (systemd-resolved)."""
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     """site.toml"""
 
@@ -50,6 +59,7 @@ class SiteConfig:
     domain: str = "home.arpa"
     ssh: SshConfig = field(default_factory=SshConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
+    dns: DnsConfig | None = None
     vars: dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,6 +128,8 @@ class ServiceConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     devices: tuple[str, ...] = ()
     """Device nodes it may use, e.g. /dev/dri/renderD128; all others are hidden."""
+    address_families: tuple[str, ...] = ()
+    """Socket families it needs beyond AF_UNIX, AF_INET and AF_INET6, e.g. AF_NETLINK."""
 
     def unit_name(self, name: str) -> str:
         """The service's unit, for the service declared as `name`."""

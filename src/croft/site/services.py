@@ -96,6 +96,11 @@ def check_services(layer: Path, services: dict[str, ServiceConfig], problems: li
         if service.limits.cpu is not None and not _PERCENT.match(service.limits.cpu):
             problem(("limits", "cpu"), f"{service.limits.cpu!r} is not a percentage",
                     'e.g. "50%" (half a CPU) or "200%" (two)')
+        for index, family in enumerate(service.address_families):
+            if not re.fullmatch(r"AF_[A-Z0-9]+", family):
+                problem(
+                    ("address_families", index), f"{family!r} is not an address family", 'e.g. "AF_NETLINK"'
+                )
         for index, device in enumerate(service.devices):
             if not device.startswith("/dev/"):
                 problem(("devices", index), f"{device!r} is not a device node", 'e.g. "/dev/dri/renderD128"')

@@ -9,6 +9,7 @@ later layer or the machine can override them, and they deploy and roll back like
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -81,7 +82,11 @@ def drop_in(name: str, service: ServiceConfig) -> str:
     if unit_section:
         lines += ["", "[Unit]", *unit_section]
     lines += ["", "[Service]", f"SyslogIdentifier={name}"]
-    lines += [f"{key}={value}" for key, value in hardening.directives(service.profile)]
+    directives = hardening.directives(service.profile)
+    lines += [f"{key}={value}" for key, value in directives]
+    if service.address_families and any(key == "RestrictAddressFamilies" for key, _ in directives):
+        # Allow-lists given twice are merged.
+        lines.append("RestrictAddressFamilies=" + " ".join(service.address_families))
     if service.devices:
         lines += ["DevicePolicy=closed", *(f"DeviceAllow={device} rw" for device in service.devices)]
     else:
@@ -304,6 +309,7 @@ def write_tree(root: Path, files: dict[str, GeneratedFile]) -> None:
                 if path.is_symlink() or path.exists():
                     path.unlink()
                 path.symlink_to(generated.content)
+                fs.stamp_content(path, hashlib.sha256(generated.content.encode()).hexdigest())
             continue
         try:
             same = path.read_text() == generated.content and (path.stat().st_mode & 0o7777) == generated.mode
@@ -311,3 +317,4 @@ def write_tree(root: Path, files: dict[str, GeneratedFile]) -> None:
             same = False
         if not same:
             fs.write(path, generated.content, generated.mode)
+            fs.stamp_content(path, hashlib.sha256(generated.content.encode()).hexdigest())
