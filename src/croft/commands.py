@@ -11,7 +11,7 @@ import click
 from croft.errors import CroftError
 
 if TYPE_CHECKING:
-    from croft.build.builder import BuildResult
+    from croft.build.result import BuildResult
     from croft.site.model import Machine, Site
 
 
@@ -204,16 +204,9 @@ def deploy(ctx: click.Context, machines: tuple[str, ...], no_rollback: bool, wat
 
 
 def _deploy(ctx: click.Context, machines: tuple[str, ...], rollback: bool) -> bool:
-    from croft import ui
-    from croft.deploy.parallel import deploy_fleet
+    from croft.cli import deploy_command
 
-    site = _load(ctx)
-    selected = site.select(machines)
-    builds = _build_all(site, selected)
-    with ui.live_board([m.name for m in selected]) as board:
-        outcomes = deploy_fleet(site, selected, builds, rollback=rollback, report=board)
-    ui.outcome_table(outcomes)
-    return all(outcome.ok for outcome in outcomes)
+    return deploy_command(str(_site_root(ctx)), machines, rollback=rollback)
 
 
 @cli.command()

@@ -42,7 +42,7 @@ def test_layers_compose_and_templates_render(example_site: Path) -> None:
     assert out(example_site, "web1", "usr/local/share/www/about.html").exists()
     assert not out(example_site, "web2", "usr/local/share/www/about.html").exists()
     manifest = results["web1"].manifest
-    assert manifest.wanted == {"hello-web.service": ("multi-user.target.wants",)}
+    assert manifest.wanted["hello-web.service"] == ("multi-user.target.wants",)
     wants = "usr/local/lib/systemd/system/multi-user.target.wants/hello-web.service"
     assert os.readlink(out(example_site, "web1", wants)) == "../hello-web.service"
     assert manifest.entries["usr/local/etc/hello-web/env"].units == ("hello-web.service",)

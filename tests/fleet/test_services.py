@@ -52,6 +52,7 @@ def test_sandbox_confines_the_service_and_overlays_its_config(fleet: Fleet, crof
     assert "croft-probe" in inside(fleet, "db1", "ls", "/var/lib/croft/state/nginx/current/var/lib/nginx")
     assert "croft-probe" not in inside(fleet, "db1", "ls", "/var/lib/nginx")
 
+    inside(fleet, "db1", "systemd-analyze", "verify", "--man=no", "croft-dns.service", "nginx.service")
     # Every unit croft generated is valid for the machine's systemd.
     croft("deploy", "web2")
     inside(
@@ -122,3 +123,21 @@ def test_machines_and_services_resolve_from_every_machine(fleet: Fleet, croft: C
     assert f"{SUBNET}.11" in answer and f"{SUBNET}.12" in answer  # on both web servers
     # An ordinary program finds a service by its name.
     assert inside(fleet, "web1", "curl", "-s", "http://nginx.lab.home.arpa:8081/") == "proxy on db1\n"
+
+
+def test_a_container_service_runs_from_a_fresh_snapshot_and_answers(fleet: Fleet, croft: Croft) -> None:
+    croft("deploy", "web1")
+    assert get(f"{SUBNET}.11", 8100) == "<p>Hello from a container on web1</p>\n"
+    root = "/var/lib/croft/containers/hello-box"
+    # Its root is a snapshot of the template, so starting costs a snapshot, not a copy.
+    shown = inside(fleet, "web1", "btrfs", "subvolume", "show", root)
+    parent = next(line.split(":", 1)[1].strip() for line in shown.splitlines() if "Parent UUID" in line)
+    assert parent != "-"
+    inside(fleet, "web1", "touch", f"{root}/www/left-behind")
+    inside(fleet, "web1", "systemctl", "restart", "hello-box.service")
+    assert "left-behind" not in inside(fleet, "web1", "ls", f"{root}/www")  # a fresh root each start
+    # An edit to its files makes a new template, deployed like any other file.
+    page = croft.site / "layers/boxes/usr/local/share/croft/rootfs/hello-box/www/index.html.j2"
+    page.write_text("<p>edited in the container on {{ machine.name }}</p>\n")
+    croft("deploy", "web1")
+    assert get(f"{SUBNET}.11", 8100) == "<p>edited in the container on web1</p>\n"

@@ -5,7 +5,7 @@ from pathlib import Path
 from croft.build import builder, sources
 from croft.commands import _explain
 from croft.site.load import load_site
-from croft.site.model import ServiceConfig, SocketConfig
+from croft.site.model import ContainerConfig, ServiceConfig, SocketConfig
 from croft.systemd import hardening, sandbox
 
 UNITS = "usr/local/lib/systemd/system"
@@ -74,3 +74,19 @@ def test_removing_a_service_removes_what_was_generated(example_site: Path) -> No
     (example_site / "layers/notes/services/notes.toml").unlink()
     load_site(example_site)
     assert not generated.exists()
+
+
+def test_a_container_is_a_unit_croft_writes() -> None:
+    service = ServiceConfig(
+        container=ContainerConfig(rootfs="usr/local/share/croft/rootfs/box", command=("/bin/box", "--serve")),
+        state=("/var/lib/box",),
+    )
+    files = sandbox.generate({"box": service}, shipped=set())
+    unit = files[f"{UNITS}/box.service"].content
+    prepare = "ExecStartPre=/usr/local/lib/croft/croft-container prepare box /usr/local/share/croft/rootfs/box"  # noqa: E501
+    assert prepare in unit
+    assert "--bind=/var/lib/croft/state/box/current/var/lib/box:/var/lib/box" in unit
+    assert "-D /var/lib/croft/containers/box --as-pid2 /bin/box --serve" in unit
+    assert "Delegate=yes" in unit and "WantedBy=multi-user.target" in unit
+    assert "ProtectSystem" not in files[f"{UNITS}/box.service.d/croft-sandbox.conf"].content
+    assert f"{UNITS}/multi-user.target.wants/box.service" not in files

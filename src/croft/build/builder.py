@@ -16,7 +16,6 @@ import os
 import stat
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from croft.build.manifest import (
     install_targets,
     unit_of,
 )
+from croft.build.result import BuildResult, build_dir, unchanged
 from croft.build.sources import (
     MACHINE_ORIGIN,
     TEMPLATE_SUFFIX,
@@ -46,38 +46,6 @@ from croft.systemd import names
 
 GENERATED_ORIGIN = "(croft)"
 RESERVED_VARIABLES = ("facts", "machine", "site")
-
-
-@dataclass
-class BuildResult:
-    machine: str
-    directory: Path
-    written: int
-    removed: int
-    paths: int
-    _manifest: Manifest | None = None
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.written or self.removed)
-
-    @property
-    def manifest(self) -> Manifest:
-        """The built manifest (read from the build directory when this build did not make it)."""
-        if self._manifest is None:
-            self._manifest = Manifest.load(self.directory / "manifest.json")
-        return self._manifest
-
-    @property
-    def digest(self) -> str:
-        """The manifest's digest, without reading the manifest: all a no-op deploy needs."""
-        if self._manifest is not None:
-            return self._manifest.digest
-        return (self.directory / "digest").read_text().strip()
-
-
-def build_dir(site: Site, machine: str) -> Path:
-    return site.state_dir / "build" / machine
 
 
 def open_state(site: Site) -> BuildState:
@@ -238,9 +206,8 @@ def _build_changed(
     problems: list[Problem] = []
     for machine in machines:
         paths = affected.get(machine.name)
-        directory = build_dir(site, machine.name)
         if not paths:
-            results[machine.name] = BuildResult(machine.name, directory, 0, 0, 0)
+            results[machine.name] = unchanged(site, machine.name)
             continue
         try:
             taken_ns = changes.taken_ns
@@ -340,6 +307,13 @@ class MachineBuild:
             for layer in layers
             for name, service in layer.config.services.items()
             for tree_path in service.config.values()
+        ]
+        # So are a container's files: a change makes a new template, at its restart.
+        self.unit_globs += [
+            (service.unit_name(name), service.container.rootfs.strip("/") + "/*")
+            for layer in layers
+            for name, service in layer.config.services.items()
+            if service.container is not None
         ]
         self.unit_globs += names.unit_globs(site, machine)
 

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from croft.build.builder import BuildResult, build_dir
 from croft.build.manifest import Manifest, empty
+from croft.build.result import BuildResult, build_dir
 from croft.deploy import plan
 from croft.deploy.ssh import Connection
 from croft.errors import CroftError

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import difflib
 
-from croft.build.builder import build_dir
 from croft.build.manifest import Manifest
+from croft.build.result import build_dir
 from croft.deploy.deployer import Outcome, live_contents
 from croft.site.model import Machine, Site
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from croft.build.builder import BuildResult
+from croft.build.result import BuildResult
 from croft.deploy.deployer import Outcome, deploy
 from croft.errors import CroftError
 from croft.site.model import Machine, Site

@@ -138,8 +138,26 @@ def up(site: Site, name: str | None = None) -> Fleet:
     except BaseException:
         fleet.down()
         raise
+    trust_host_keys(site.state_dir / "known_hosts", rootfs, [m.address for m in site.machines.values()])
     fleet.boot_seconds = time.monotonic() - started
     return fleet
+
+
+def trust_host_keys(known_hosts: Path, rootfs: Path, addresses: list[str]) -> None:
+    """Record the fleet machines' host keys (their rootfs's) where croft's SSH checks them, in
+    place of what machines at those addresses had before: a rebuilt rootfs has new keys."""
+    key = (rootfs / "etc" / "ssh" / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+    try:
+        kept = [
+            line
+            for line in known_hosts.read_text().splitlines()
+            if line.split(maxsplit=1)[0] not in addresses
+        ]
+    except FileNotFoundError:
+        kept = []
+    known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    lines = kept + [f"{address} {' '.join(key)}" for address in addresses]
+    known_hosts.write_text("\n".join(lines) + "\n")
 
 
 def down(name: str) -> bool:

@@ -13,7 +13,7 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # systemd to boot, sshd and rsync for croft, busybox for small test services (httpd), nginx,
 # iproute2, curl and btrfs-progs for the services' tests, systemd-resolved and dnsmasq-base for
-# the site's names. croft itself needs no Python on a
+# the site's names, systemd-container for containers as services. croft itself needs no Python on a
 # target: python3 is here only for the benchmark's Ansible side.
 PACKAGES = (
     "systemd",
@@ -29,6 +29,7 @@ PACKAGES = (
     "python3",
     "systemd-resolved",
     "dnsmasq-base",
+    "systemd-container",
 )
 
 

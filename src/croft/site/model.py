@@ -108,6 +108,17 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class ContainerConfig:
+    """The service is an nspawn container, started afresh from a template on every start."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    rootfs: str
+    """A tree the layers ship under usr/local/ (e.g. with `!` links to binaries): the template."""
+    command: tuple[str, ...]
+    """What runs in it, as its PID 2 (an init of its own is not needed)."""
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """A service a layer runs as a sandbox: services/<name>.toml or [services.<name>] in layer.toml."""
 
@@ -130,6 +141,7 @@ class ServiceConfig:
     """Device nodes it may use, e.g. /dev/dri/renderD128; all others are hidden."""
     address_families: tuple[str, ...] = ()
     """Socket families it needs beyond AF_UNIX, AF_INET and AF_INET6, e.g. AF_NETLINK."""
+    container: ContainerConfig | None = None
 
     def unit_name(self, name: str) -> str:
         """The service's unit, for the service declared as `name`."""

@@ -96,6 +96,20 @@ def check_services(layer: Path, services: dict[str, ServiceConfig], problems: li
         if service.limits.cpu is not None and not _PERCENT.match(service.limits.cpu):
             problem(("limits", "cpu"), f"{service.limits.cpu!r} is not a percentage",
                     'e.g. "50%" (half a CPU) or "200%" (two)')
+        if service.container is not None:
+            if not service.container.rootfs.lstrip("/").startswith(f"{OWNED_ROOT}/"):
+                problem(
+                    ("container", "rootfs"),
+                    f"{service.container.rootfs!r} is not a tree croft ships",
+                    f"ship the container's files under {OWNED_ROOT}/, "
+                    f'e.g. "{OWNED_ROOT}/share/croft/rootfs/app"',
+                )
+            if not service.container.command:
+                problem(
+                    ("container", "command"), "says nothing to run", 'e.g. command = ["/bin/app", "--serve"]'
+                )
+            if service.config:
+                problem(("config",), "a container has its own files: ship them in its rootfs instead")
         for index, family in enumerate(service.address_families):
             if not re.fullmatch(r"AF_[A-Z0-9]+", family):
                 problem(

@@ -13,8 +13,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from croft.build.builder import build_dir
 from croft.build.manifest import UNIT_DIR
+from croft.build.result import build_dir
 from croft.deploy.deployer import connect
 from croft.errors import CroftError
 from croft.run import run

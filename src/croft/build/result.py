@@ -1,0 +1,51 @@
+"""What building a machine gave: where its tree is, what changed, its manifest and digest.
+
+Kept apart from the builder so that commands that only read a build (a deploy with nothing to
+build) need not import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from croft.build.manifest import Manifest
+from croft.site.model import Site
+
+
+@dataclass
+class BuildResult:
+    machine: str
+    directory: Path
+    written: int
+    removed: int
+    paths: int
+    _manifest: Manifest | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.written or self.removed)
+
+    @property
+    def manifest(self) -> Manifest:
+        """The built manifest (read from the build directory when this build did not make it)."""
+        if self._manifest is None:
+            self._manifest = Manifest.load(self.directory / "manifest.json")
+        return self._manifest
+
+    @property
+    def digest(self) -> str:
+        """The manifest's digest, without reading the manifest: all a no-op deploy needs."""
+        if self._manifest is not None:
+            return self._manifest.digest
+        return (self.directory / "digest").read_text().strip()
+
+
+def build_dir(site: Site, machine: str) -> Path:
+    """.croft/build/<machine>/: its tree (root/), manifest.json and digest."""
+    return site.state_dir / "build" / machine
+
+
+def unchanged(site: Site, machine: str) -> BuildResult:
+    """The result of a build that found nothing to do for this machine."""
+    return BuildResult(machine, build_dir(site, machine), 0, 0, 0)
