@@ -79,7 +79,7 @@ def check(ctx: click.Context, machines: tuple[str, ...], security: bool) -> None
                 else:
                     click.echo(
                         f"  {exposure.machine:<12} {exposure.unit:<32} "
-                        f"{exposure.before:4.1f} -> {exposure.after:4.1f}"
+                        f"{exposure.before:4.1f} -> {exposure.after:4.1f}  {exposure.note}".rstrip()
                     )
 
 

@@ -32,14 +32,13 @@ class Exposure:
     note: str = ""
 
 
-def service_units(site: Site, machine: Machine) -> list[str]:
-    return sorted(
-        {
-            service.unit_name(name)
-            for layer in site.machine_layers(machine)
-            for name, service in layer.config.services.items()
-        }
-    )
+def service_units(site: Site, machine: Machine) -> dict[str, bool]:
+    """The machine's service units, and whether each is a container."""
+    return {
+        service.unit_name(name): service.container is not None
+        for layer in site.machine_layers(machine)
+        for name, service in sorted(layer.config.services.items())
+    }
 
 
 def score(root: Path, unit: str) -> float:
@@ -66,7 +65,7 @@ def exposures(site: Site, machine: Machine) -> list[Exposure]:
     """Each service's exposure on this machine, from its built tree (build it first)."""
     found = []
     built = build_dir(site, machine.name) / "root"
-    for unit in service_units(site, machine):
+    for unit, container in sorted(service_units(site, machine).items()):
         try:
             path, text = _unit_file(site, machine, unit)
         except CroftError as exc:
@@ -79,5 +78,6 @@ def exposures(site: Site, machine: Machine) -> list[Exposure]:
                 (root / "etc").mkdir(parents=True, exist_ok=True)
                 (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
                 (root / path.lstrip("/")).write_text(text)
-            found.append(Exposure(machine.name, unit, score(before, unit), score(after, unit)))
+            note = "a container: nspawn isolates it, which systemd-analyze does not see" if container else ""
+            found.append(Exposure(machine.name, unit, score(before, unit), score(after, unit), note))
     return found
