@@ -313,7 +313,7 @@ def snapshot_list(ctx: click.Context, machine: str, service: str) -> None:
 @click.argument("service")
 @click.pass_context
 def snapshot_create(ctx: click.Context, machine: str, service: str) -> None:
-    """Take a snapshot of a service's state now (and prune past its policy)."""
+    """Take a snapshot of a service's state now (the timer's snapshots are pruned by its policy)."""
     from croft.snapshots import create_snapshot
 
     site = _load(ctx)

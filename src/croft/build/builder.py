@@ -197,11 +197,13 @@ def _build_changed(
     Anything that is not a known source (a TOML file, facts, a file added or removed) can change
     any output, and takes a full build; so does a build directory removed by hand.
     """
-    if changes.structural or set(changes.files) - state.known_sources(changes.files):
+    if changes.structural:
+        return None
+    known, affected = state.affected(changes.files)
+    if set(changes.files) - known:
         return None
     if not all((build_dir(site, m.name) / "manifest.json").exists() for m in machines):
         return None
-    affected = state.affected(changes.files)
     results: dict[str, BuildResult] = {}
     problems: list[Problem] = []
     for machine in machines:

@@ -107,30 +107,22 @@ class BuildState:
         )
         return {path + ".j2": source for path, source in rows}
 
-    def known_sources(self, files: Iterable[str]) -> set[str]:
-        """Which of these files some output is made from or some template includes."""
-        files = list(files)
-        marks = ",".join("?" * len(files))
-        found = self.db.execute(
-            f"SELECT source FROM outputs WHERE source IN ({marks}) "
-            f"UNION SELECT source FROM includes WHERE source IN ({marks})",
-            files * 2,
-        )
-        return {source for (source,) in found}
-
-    def affected(self, files: Iterable[str]) -> dict[str, set[str]]:
-        """Per machine, the paths made from these files or from templates including them."""
+    def affected(self, files: Iterable[str]) -> tuple[set[str], dict[str, set[str]]]:
+        """Which of these files are known (some output is made from them or some template
+        includes them), and per machine, the paths to make again."""
         files = list(files)
         marks = ",".join("?" * len(files))
         rows = self.db.execute(
-            f"SELECT machine, path FROM outputs WHERE source IN ({marks}) "
-            f"UNION SELECT machine, path FROM includes WHERE source IN ({marks})",
+            f"SELECT machine, path, source FROM outputs WHERE source IN ({marks}) "
+            f"UNION SELECT machine, path, source FROM includes WHERE source IN ({marks})",
             files * 2,
         )
-        found: dict[str, set[str]] = {}
-        for machine, path in rows:
-            found.setdefault(machine, set()).add(path)
-        return found
+        known: set[str] = set()
+        paths: dict[str, set[str]] = {}
+        for machine, path, source in rows:
+            known.add(source)
+            paths.setdefault(machine, set()).add(path)
+        return known, paths
 
     def wanted(self, machine: str) -> dict[str, tuple[str, ...]] | None:
         row = self.db.execute("SELECT wanted FROM machines WHERE machine = ?", (machine,)).fetchone()
