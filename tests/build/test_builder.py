@@ -24,6 +24,9 @@ def build(site_dir: Path, *names: str) -> dict[str, builder.BuildResult]:
     return builder.build(site, site.select(list(names)), record_as=stamp.selection_key(names))
 
 
+WWW_TEMPLATE = "layers/web/usr/local/share/www/index.html.j2"
+
+
 def nothing_changed(site_dir: Path) -> bool:
     changes = stamp.changes(str(site_dir / ".croft"), "*")
     return changes is not None and not changes
@@ -221,3 +224,26 @@ def test_an_edit_in_the_same_clock_tick_as_the_build_is_not_missed(example_site:
     os.utime(about, ns=(now, now))  # ... within the same clock tick: the same stat
     build(example_site)
     assert out(example_site, "web1", "usr/local/share/www/about.html").read_text() == "<p>other</p>\n"
+
+
+def test_machines_build_in_parallel_as_they_would_one_by_one(
+    example_site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for index in (4, 5, 6):
+        (example_site / "machines" / f"web{index}.toml").write_text(
+            f'address = "10.77.0.{20 + index}"\nlayers = ["base", "web"]\n'
+        )
+        facts = (example_site / "facts/web1.json").read_text()
+        (example_site / "facts" / f"web{index}.json").write_text(facts)
+    assert len(load_site(example_site).machines) >= builder.PARALLEL_FROM
+    build(example_site)  # forked workers, one per core
+    parallel = {name: manifest_text(example_site, name) for name in ("web1", "web4", "db1")}
+    monkeypatch.setattr(builder, "PARALLEL_FROM", 100)
+    assert {name: m for name, m in full_rebuild(example_site).items() if name in parallel} == parallel
+    # Problems found in the workers are all reported.
+    (example_site / WWW_TEMPLATE).write_text("{{ nosuch }}\n")
+    monkeypatch.setattr(builder, "PARALLEL_FROM", 2)
+    with pytest.raises(SiteError) as info:
+        builder.build(load_site(example_site), load_site(example_site).select([]), force=True, record_as="*")
+    for name in ("web1", "web2", "web4", "web5", "web6"):
+        assert f"(machine {name})" in str(info.value)

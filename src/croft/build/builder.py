@@ -174,9 +174,41 @@ def build(
             state.close()
 
 
+# Below this many machines a whole build is quicker in one process than forking workers.
+PARALLEL_FROM = 4
+
+
 def _build_machines(
     site: Site, state: BuildState | None, machines: list[Machine], *, force: bool, taken_ns: int
 ) -> dict[str, BuildResult]:
+    """Build every machine: in worker processes, one per core, when there is enough to do."""
+    workers = min(os.cpu_count() or 1, len(machines))
+    if state is None or workers < 2 or len(machines) < PARALLEL_FROM:
+        outcomes = [_build_some(site, machines, force, taken_ns, state)]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # Forked: the workers start with the loaded site and the walked trees. Each opens its own
+        # connection to the build state (SQLite serializes their writes).
+        shares = [machines[index::workers] for index in range(workers)]
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = [pool.submit(_build_in_worker, site, share, force, taken_ns) for share in shares]
+            outcomes = [future.result() for future in futures]
+    results: dict[str, BuildResult] = {}
+    problems: list[Problem] = []
+    for built, found in outcomes:
+        results.update(built)
+        problems += found
+    if problems:
+        raise SiteError(_unique(problems))
+    return {machine.name: results[machine.name] for machine in machines}
+
+
+def _build_some(
+    site: Site, machines: list[Machine], force: bool, taken_ns: int, state: BuildState | None
+) -> tuple[dict[str, BuildResult], list[Problem]]:
+    """Build these machines with `state` (None: write nothing); every machine's problems."""
     results: dict[str, BuildResult] = {}
     problems: list[Problem] = []
     for machine in machines:
@@ -184,9 +216,21 @@ def _build_machines(
             results[machine.name] = MachineBuild(site, machine, state, force=force, taken_ns=taken_ns).run()
         except SiteError as exc:
             problems += exc.problems
-    if problems:
-        raise SiteError(_unique(problems))
-    return results
+    return results, problems
+
+
+def _build_in_worker(
+    site: Site, machines: list[Machine], force: bool, taken_ns: int
+) -> tuple[dict[str, BuildResult], list[Problem]]:
+    """_build_some in a forked worker, with a connection of its own to the build state."""
+    state = open_state(site)
+    try:
+        results, problems = _build_some(site, machines, force, taken_ns, state)
+    finally:
+        state.close()
+    for result in results.values():
+        result._manifest = None  # the parent reads the manifests it needs, rather than a pickle
+    return results, problems
 
 
 def _build_changed(
