@@ -25,6 +25,12 @@ def _load(ctx: click.Context):  # type: ignore[no-untyped-def]
     return load_site(_site_root(ctx))
 
 
+def _one(ctx: click.Context, name: str) -> tuple[Site, Machine]:
+    """The site, and the one machine a command is about."""
+    site = _load(ctx)
+    return site, site.select([name])[0]
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--site",
@@ -217,8 +223,8 @@ def generations(ctx: click.Context, machine: str) -> None:
     from croft import ui
     from croft.deploy.deployer import generations as list_generations
 
-    site = _load(ctx)
-    found = list_generations(site, site.select([machine])[0])
+    site, one = _one(ctx, machine)
+    found = list_generations(site, one)
     if not found:
         click.echo(f"{machine}: nothing deployed")
         return
@@ -240,8 +246,8 @@ def rollback(ctx: click.Context, machine: str, to: int | None) -> None:
     from croft import ui
     from croft.deploy.deployer import rollback as roll_back
 
-    site = _load(ctx)
-    outcome = roll_back(site, site.select([machine])[0], to)
+    site, one = _one(ctx, machine)
+    outcome = roll_back(site, one, to)
     ui.outcome_table([outcome])
     if not outcome.ok:
         sys.exit(1)
@@ -255,8 +261,8 @@ def reset(ctx: click.Context, machine: str) -> None:
     from croft import ui
     from croft.deploy.deployer import reset as reset_machine
 
-    site = _load(ctx)
-    outcome = reset_machine(site, site.select([machine])[0])
+    site, one = _one(ctx, machine)
+    outcome = reset_machine(site, one)
     ui.outcome_table([outcome])
     if not outcome.ok:
         sys.exit(1)
@@ -303,8 +309,8 @@ def snapshot_list(ctx: click.Context, machine: str, service: str) -> None:
     """List a service's snapshots, oldest first."""
     from croft.snapshots import list_snapshots
 
-    site = _load(ctx)
-    for name in list_snapshots(site, site.select([machine])[0], service):
+    site, one = _one(ctx, machine)
+    for name in list_snapshots(site, one, service):
         click.echo(name)
 
 
@@ -316,8 +322,8 @@ def snapshot_create(ctx: click.Context, machine: str, service: str) -> None:
     """Take a snapshot of a service's state now (the timer's snapshots are pruned by its policy)."""
     from croft.snapshots import create_snapshot
 
-    site = _load(ctx)
-    click.echo(create_snapshot(site, site.select([machine])[0], service))
+    site, one = _one(ctx, machine)
+    click.echo(create_snapshot(site, one, service))
 
 
 @snapshot.command("restore")
@@ -329,6 +335,6 @@ def snapshot_restore(ctx: click.Context, machine: str, service: str, name: str) 
     """Stop the service, put the snapshot's state back, start it."""
     from croft.snapshots import restore_snapshot
 
-    site = _load(ctx)
-    restore_snapshot(site, site.select([machine])[0], service, name)
+    site, one = _one(ctx, machine)
+    restore_snapshot(site, one, service, name)
     click.echo(f"{machine}: {service} restored to {name}")
