@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from croft.build import stamp
 
 
 def main() -> None:
@@ -51,10 +54,7 @@ def build_command(root: str, machines: tuple[str, ...], *, force: bool = False) 
     key = stamp.selection_key(machines)
     state_dir = os.path.join(root, ".croft")
     changes = None if force else stamp.changes(state_dir, key)
-    if changes is not None and not changes:
-        if changes.restat:  # only touched: file the new stats so the next check is as quick
-            stamp.refresh(state_dir, key, changes)
-        print("up to date")
+    if changes is not None and _quick(state_dir, key, changes, report=True):
         return
     from pathlib import Path
 
@@ -85,20 +85,42 @@ def deploy_command(root: str, machines: tuple[str, ...], *, rollback: bool = Tru
     from croft.site.load import load_site
 
     key = stamp.selection_key(machines)
-    changes = stamp.changes(os.path.join(root, ".croft"), key)
+    state_dir = os.path.join(root, ".croft")
+    changes = stamp.changes(state_dir, key)
+    quick = changes is not None and _quick(state_dir, key, changes, report=False)
     site = load_site(Path(root))
     selected = site.select(machines)
     builds: dict[str, BuildResult] = {m.name: unchanged(site, m.name) for m in selected}
-    if changes is None or changes or not all(os.path.exists(b.directory / "digest") for b in builds.values()):
+    if not quick or not all(os.path.exists(b.directory / "digest") for b in builds.values()):
         from croft.build import builder
 
         builds = builder.build(site, selected, record_as=key, changes=changes)
-    elif changes.restat:
-        stamp.refresh(os.path.join(root, ".croft"), key, changes)
     with ui.live_board([m.name for m in selected]) as board:
         outcomes = deploy_fleet(site, selected, builds, rollback=rollback, report=board)
     ui.outcome_table(outcomes)
     return all(outcome.ok for outcome in outcomes)
+
+
+def _quick(state_dir: str, key: str, changes: stamp.Changes, *, report: bool) -> bool:
+    """Bring the build up to date without the builder, when nothing or only the content of plain
+    files changed (see croft.build.quick); whether that was enough."""
+    from croft.build import stamp
+
+    written: dict[str, int] | None = {}
+    if changes:
+        from croft.build import quick
+
+        written = quick.apply(state_dir, changes)
+        if written is None:
+            return False
+    if changes.restat:
+        stamp.refresh(state_dir, key, changes)
+    if report:
+        for machine, count in sorted((written or {}).items()):
+            print(f"{machine}: {count} written, 0 removed")
+        if not written:
+            print("up to date")
+    return True
 
 
 def _click_main() -> None:

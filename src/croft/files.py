@@ -38,6 +38,18 @@ def write(path: StrPath, data: str | bytes, mode: int | None = None) -> None:
     swap_in(tmp, path)
 
 
+def produce(source: StrPath, target: StrPath, mode: int) -> str:
+    """Put a copy of source at target with this mode and a time from its content; its sha256."""
+    directory, name = os.path.split(os.fspath(target))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.croft-tmp")
+    digest = copy_hashing(source, tmp)
+    os.chmod(tmp, mode)
+    stamp_content(tmp, digest)
+    swap_in(tmp, target)
+    return digest
+
+
 def copy_hashing(source: StrPath, destination: StrPath) -> str:
     """Copy a file and return the sha256 of what was copied (one read of the source)."""
     import hashlib

@@ -6,16 +6,22 @@ gets them the same way (the mkosi model).
 
 from __future__ import annotations
 
-import logging
 import shlex
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
 from croft.errors import CroftError
 
-log = logging.getLogger("croft.run")
+
+def _log(message: str) -> None:
+    """Log at debug level (shown with -v). logging is imported only by -v: a command that has
+    to start in a few tens of milliseconds does not pay ~5 ms for it otherwise."""
+    logging = sys.modules.get("logging")
+    if logging is not None:
+        logging.getLogger("croft.run").debug(message)
 
 Command = Sequence[str | Path]
 
@@ -76,7 +82,7 @@ def _run(
     cwd: Path | None,
 ) -> subprocess.CompletedProcess[bytes]:
     args = [str(arg) for arg in argv]
-    log.debug("run: %s", shlex.join(args))
+    _log(f"run: {shlex.join(args)}")
     try:
         result = subprocess.run(
             args,
@@ -109,7 +115,7 @@ def spawn(
 ) -> subprocess.Popen[bytes]:
     """Start a long-running command in the background (a container, a server) and return it."""
     args = [str(arg) for arg in argv]
-    log.debug("spawn: %s", shlex.join(args))
+    _log(f"spawn: {shlex.join(args)}")
     return subprocess.Popen(
         args,
         stdin=subprocess.DEVNULL,

@@ -39,7 +39,7 @@ from croft.build.sources import (
     forget_walks,
     walk,
 )
-from croft.build.state import BuildState, Output
+from croft.build.state import BuildState, Output, output_key
 from croft.errors import Problem, SiteError
 from croft.site.model import Machine, Site
 from croft.systemd import names
@@ -446,8 +446,9 @@ class MachineBuild:
         elif source.kind == "link":
             key = ["link", os.readlink(source.file)]
         else:
-            key = [source.kind, str(source.file), *source.stamp]
-        key += [mode, source.origin]
+            key = output_key(source.kind, str(source.file), source.stamp, mode, source.origin)
+        if source.kind in ("template", "link"):
+            key += [mode, source.origin]
         if source.kind != "dir" and _racy(source, self.taken_ns):
             # It may change again without its stat changing: never reuse what was made of it.
             key.append(["racy", time.time_ns()])
@@ -575,12 +576,7 @@ class MachineBuild:
         if cached is not None and cached.entry.sha256 == digest and os.path.isfile(target):
             os.chmod(target, mode)  # the same content (a "racy" source, looked at again)
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.croft-tmp")
-            digest = files.copy_hashing(source.file, tmp)
-            os.chmod(tmp, mode)
-            files.stamp_content(tmp, digest)
-            files.swap_in(tmp, target)
+            digest = files.produce(source.file, target, mode)
             self.written += 1
         return Entry("file", mode=mode, sha256=digest, origin=source.origin, units=units, secret=secret)
 

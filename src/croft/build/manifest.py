@@ -6,17 +6,24 @@ belongs to, and whether it is secret. Per unit: whether it is wanted (started at
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from croft.build.manifest_format import (
+    MANIFEST_VERSION,
+    UNIT_DIR,
+    UNIT_SUFFIXES,
+    entry_line,
+    unit_of,
+    wanted_line,
+)
+
+__all__ = ["MANIFEST_VERSION", "UNIT_DIR", "UNIT_SUFFIXES", "Entry", "Manifest", "install_targets", "unit_of"]
+
 EntryType = Literal["file", "link", "dir"]
-MANIFEST_VERSION = 1
-UNIT_DIR = "usr/local/lib/systemd/system"
-UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".mount", ".target", ".slice")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +46,7 @@ class Entry:
         )
 
     def digest_line(self, path: str) -> str:
-        """What the manifest digest hashes of this entry: what lands on the target, not where from."""
-        return f"{path}\0{self.type}\0{self.mode}\0{self.sha256}\0{self.target}\0{','.join(self.units)}\n"
-
-    @staticmethod
-    def wanted_line(unit: str, targets: tuple[str, ...]) -> str:
-        return f"wanted\0{unit}\0{','.join(targets)}\n"
+        return entry_line(path, self.type, self.mode, self.sha256, self.target, self.units)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.type, "origin": self.origin}
@@ -86,11 +88,13 @@ class Manifest:
 
         Computed once: a manifest is not changed after it is made.
         """
+        import hashlib  # here: reading a manifest, as a no-op deploy does, never needs it
+
         h = hashlib.sha256()
         for path in sorted(self.entries):
             h.update(self.entries[path].digest_line(path).encode())
         for unit in sorted(self.wanted):
-            h.update(Entry.wanted_line(unit, self.wanted[unit]).encode())
+            h.update(wanted_line(unit, self.wanted[unit]).encode())
         return h.hexdigest()
 
     @property
@@ -127,19 +131,6 @@ class Manifest:
 def empty(machine: str) -> Manifest:
     """The manifest of a machine croft has never deployed to (or has reset)."""
     return Manifest(machine)
-
-
-def unit_of(path: str) -> str | None:
-    """The unit a path defines or configures by where it lies: its unit file or a drop-in."""
-    if not path.startswith(UNIT_DIR + "/"):
-        return None
-    rest = path[len(UNIT_DIR) + 1 :]
-    head, _, tail = rest.partition("/")
-    if not tail and head.endswith(UNIT_SUFFIXES):
-        return head
-    if tail and "/" not in tail and head.endswith(".d") and head[:-2].endswith(UNIT_SUFFIXES):
-        return head[:-2]
-    return None
 
 
 def install_targets(unit_text: str) -> tuple[str, ...]:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from croft.build.manifest import MANIFEST_VERSION, Entry
+from croft.build.manifest_format import MANIFEST_VERSION, member, wanted_line
+
+if TYPE_CHECKING:
+    from croft.build.manifest import Entry
 
 SCHEMA_VERSION = 2
 SCHEMA = """
@@ -40,22 +42,40 @@ CREATE TABLE machines (machine TEXT PRIMARY KEY, wanted TEXT NOT NULL);
 """
 
 
-@dataclass(slots=True)
 class Output:
-    """One built path: the key it was made with, its manifest entry, where it came from."""
+    """One built path: the key it was made with, its manifest entry, where it came from.
 
-    key: list[Any]
-    entry: Entry
-    source: str
-    kind: str
-    origin: str
-    deps: dict[str, list[str]] | None = None
-    """For a template: the names it reads and the templates it includes."""
+    (A plain class: this module is on the quick path, which dataclasses would cost 10 ms.)
+    """
+
+    __slots__ = ("deps", "entry", "key", "kind", "origin", "source")
+
+    def __init__(
+        self,
+        key: list[Any],
+        entry: Entry,
+        source: str,
+        kind: str,
+        origin: str,
+        deps: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.key = key
+        self.entry = entry
+        self.source = source
+        self.kind = kind
+        self.origin = origin
+        self.deps = deps
+        """For a template: the names it reads and the templates it includes."""
+
+
+def output_key(kind: str, file: str, stamp: tuple[int, int, int, int], mode: int, origin: str) -> list[Any]:
+    """The key of a file's output (what makes it current): its source, stat, mode and layer."""
+    return [kind, file, *stamp, mode, origin]
 
 
 class BuildState:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         # Autocommit; `with self.db:` groups a machine's changes into one transaction.
         self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -81,6 +101,8 @@ class BuildState:
                 self.db.execute(f"DELETE FROM {table} WHERE machine = ?", (machine,))
 
     def outputs(self, machine: str, paths: Iterable[str] | None = None) -> dict[str, Output]:
+        from croft.build.manifest import Entry
+
         query = "SELECT path, key, member, source, kind, origin, deps FROM outputs WHERE machine = ?"
         if paths is None:
             rows = self.db.execute(query, (machine,)).fetchall()
@@ -91,13 +113,13 @@ class BuildState:
         return {
             path: Output(
                 json.loads(key),
-                Entry.from_json(json.loads(member[len(json.dumps(path)) + 1 :])),
+                Entry.from_json(json.loads(text[len(json.dumps(path)) + 1 :])),
                 source,
                 kind,
                 origin,
                 json.loads(deps) if deps else None,
             )
-            for path, key, member, source, kind, origin, deps in rows
+            for path, key, text, source, kind, origin, deps in rows
         }
 
     def templates(self, machine: str) -> dict[str, str]:
@@ -123,6 +145,31 @@ class BuildState:
             known.add(source)
             paths.setdefault(machine, set()).add(path)
         return known, paths
+
+    def plain_outputs(self, files: list[str]) -> list[tuple[str, str, str, list[Any], str]] | None:
+        """(machine, path, source, key, entry JSON) of every output made from these files, or
+        None when one is not a plain file's or a template includes one of them."""
+        marks = ",".join("?" * len(files))
+        if self.db.execute(f"SELECT 1 FROM includes WHERE source IN ({marks}) LIMIT 1", files).fetchone():
+            return None
+        rows = self.db.execute(
+            f"SELECT machine, path, source, kind, key, member FROM outputs WHERE source IN ({marks})", files
+        ).fetchall()
+        if any(kind != "file" for _, _, _, kind, _, _ in rows):
+            return None
+        return [
+            (machine, path, source, json.loads(key), text[len(json.dumps(path)) + 1 :])
+            for machine, path, source, _, key, text in rows
+        ]
+
+    def update_outputs(self, updates: list[tuple[str, str, list[Any], str, str]]) -> None:
+        """New keys, manifest members and digest lines for (machine, path)s."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.executemany(
+                "UPDATE outputs SET key = ?, member = ?, digest_line = ? WHERE machine = ? AND path = ?",
+                [(json.dumps(key), text, line, machine, path) for machine, path, key, text, line in updates],
+            )
 
     def wanted(self, machine: str) -> dict[str, tuple[str, ...]] | None:
         row = self.db.execute("SELECT wanted FROM machines WHERE machine = ?", (machine,)).fetchone()
@@ -157,7 +204,7 @@ class BuildState:
                         out.kind,
                         out.origin,
                         json.dumps(out.key),
-                        json.dumps(path) + ":" + json.dumps(out.entry.to_json(), separators=(",", ":")),
+                        member(path, out.entry.to_json()),
                         out.entry.digest_line(path),
                         json.dumps(out.deps) if out.deps is not None else None,
                     )
@@ -189,7 +236,7 @@ class BuildState:
         ).fetchall()
         wanted = self.wanted(machine) or {}
         lines = [line for _, line in rows]
-        lines += [Entry.wanted_line(unit, wanted[unit]) for unit in sorted(wanted)]
+        lines += [wanted_line(unit, wanted[unit]) for unit in sorted(wanted)]
         digest = hashlib.sha256("".join(lines).encode()).hexdigest()
         head = json.dumps(
             {

@@ -6,15 +6,10 @@ rsync of the changed files into a new generation, one to run the switch (apply.s
 
 from __future__ import annotations
 
-import getpass
-import io
 import re
 import shlex
-import socket
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from croft.build.manifest import Manifest, empty
@@ -115,6 +110,14 @@ def _remember(site: Site, manifest: Manifest) -> None:
         path.write_text(manifest.to_json())
 
 
+def _who() -> str:
+    """Who deploys, for the generation's record: user@host."""
+    import getpass
+    import socket
+
+    return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
 def apply_script(
     *,
     steps: list[str],
@@ -141,10 +144,10 @@ def apply_script(
         "RESET": int(reset),
         "SETTLE": settle,
         "KEEP": max(keep, 1),
-        "BY": f"{getpass.getuser()}@{socket.gethostname()}",
+        "BY": _who(),
     }
     header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in variables.items())
-    body = resources.files("croft.deploy").joinpath("apply.sh").read_text()
+    body = (Path(__file__).parent / "apply.sh").read_text()
     return "#!/bin/sh\n" + header + heredoc("forward_plan", steps) + heredoc("backward_plan", back) + body
 
 
@@ -335,6 +338,9 @@ def live_contents(site: Site, machine: Machine, paths: list[str]) -> dict[str, b
     data = run_binary(conn.command(script)).stdout
     contents: dict[str, bytes] = {}
     if data:
+        import io
+        import tarfile  # only here: a no-op deploy should not pay for importing it
+
         with tarfile.open(fileobj=io.BytesIO(data)) as archive:
             for member in archive.getmembers():
                 stream = archive.extractfile(member)

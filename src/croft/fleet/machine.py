@@ -207,8 +207,14 @@ def _zombie(pid: int) -> bool:
 def _kill_cgroup(cgroup: Path) -> None:
     if not cgroup.exists():
         return
-    for procs in cgroup.rglob("cgroup.procs"):
-        for pid in procs.read_text().split():
+    for top, _, names in os.walk(cgroup):  # ignores cgroups that go while it looks
+        if "cgroup.procs" not in names:
+            continue
+        try:
+            pids = (Path(top) / "cgroup.procs").read_text().split()
+        except OSError:
+            continue
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
 
@@ -218,8 +224,11 @@ def remove_cgroup(cgroup: Path) -> None:
     if not cgroup.exists():
         return
     deadline = time.monotonic() + 10
-    for directory in sorted((p for p in cgroup.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-        while True:
+    # os.walk, bottom up, ignores directories that go while it looks (the container's systemd
+    # may still be removing its own).
+    children = [Path(top) / name for top, names, _ in os.walk(cgroup, topdown=False) for name in names]
+    for directory in children:
+        while directory.exists():
             try:
                 directory.rmdir()
                 break
