@@ -93,6 +93,13 @@ def test_state_snapshot_and_restore(fleet: Fleet, croft: Croft) -> None:
     assert get(f"{SUBNET}.12", 8090) == "<p>second</p>\n"
     croft("snapshot", "restore", "web2", "notes", snapshot)
     assert get(f"{SUBNET}.12", 8090) == "<p>first</p>\n"
+    # Manual snapshots are kept; the timer's run prunes to its policy (the newest of each hour
+    # and day: within one hour, the newest of all).
+    taken = [croft("snapshot", "create", "web2", "notes").stdout.strip() for _ in range(3)]
+    listed = croft("snapshot", "list", "web2", "notes").stdout.split()
+    assert set(taken) <= set(listed) and len(listed) >= 4
+    inside(fleet, "web2", "systemctl", "start", "croft-snapshot@notes.service")
+    assert len(croft("snapshot", "list", "web2", "notes").stdout.split()) <= 2  # 2 across an hour
     unknown = croft("snapshot", "list", "web2", "nosuch", ok=False)
     assert unknown.returncode == 1 and "services with state there: notes" in unknown.stderr
 

@@ -387,9 +387,7 @@ class MachineBuild:
         manifest = Manifest(self.machine.name, entries, wanted)
         changed = {path: out for path, out in outputs.items() if self.cache.get(path) is not out}
         self._save(changed, stale, wanted)
-        return BuildResult(
-            self.machine.name, self.directory, self.written, len(stale), len(entries), manifest
-        )
+        return BuildResult(self.machine.name, self.directory, self.written, len(stale), manifest)
 
     def update(self, paths: set[str]) -> BuildResult | None:
         """Redo only these paths, whose sources changed in content; None if that is not enough."""
@@ -410,7 +408,7 @@ class MachineBuild:
         if self.problems:
             raise SiteError(self.problems)
         self._save(changed, [], None)
-        return BuildResult(self.machine.name, self.directory, self.written, 0, 0)
+        return BuildResult(self.machine.name, self.directory, self.written, 0)
 
     def _save(self, changed: dict[str, Output], removed: list[str], wanted: dict[str, Any] | None) -> None:
         if self.state is None:

@@ -19,7 +19,6 @@ class BuildResult:
     directory: Path
     written: int
     removed: int
-    paths: int
     _manifest: Manifest | None = None
 
     @property
@@ -48,4 +47,4 @@ def build_dir(site: Site, machine: str) -> Path:
 
 def unchanged(site: Site, machine: str) -> BuildResult:
     """The result of a build that found nothing to do for this machine."""
-    return BuildResult(machine, build_dir(site, machine), 0, 0, 0)
+    return BuildResult(machine, build_dir(site, machine), 0, 0)

@@ -323,8 +323,14 @@ prepare)
 snapshot)
     need_btrfs
     stamp=$(date -u +%Y%m%dT%H%M%SZ)
-    btrfs -q subvolume snapshot -r "$current" "$snapshots/$stamp"
-    echo "$stamp"
+    taken=$stamp
+    n=0
+    while [ -e "$snapshots/$taken" ]; do  # more than one in a second
+        n=$((n + 1))
+        taken=$stamp-$n
+    done
+    btrfs -q subvolume snapshot -r "$current" "$snapshots/$taken"
+    echo "$taken"
     # Keep the newest snapshot of each of the last N hours (hourly=N) and days (daily=N); the
     # names are UTC times, so a prefix is an hour (YYYYMMDDTHH) or a day (YYYYMMDD).
     keep_list=$(mktemp)
