@@ -50,6 +50,13 @@ def produce(source: StrPath, target: StrPath, mode: int) -> str:
     return digest
 
 
+def sha256(path: StrPath) -> str:
+    import hashlib
+
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
 def copy_hashing(source: StrPath, destination: StrPath) -> str:
     """Copy a file and return the sha256 of what was copied (one read of the source)."""
     import hashlib

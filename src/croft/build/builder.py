@@ -307,8 +307,7 @@ def _file_hash(source: Source, taken_ns: int) -> str:
     key = (source.file, source.stamp)
     if key in _content_hashes:
         return _content_hashes[key]
-    with open(source.file, "rb") as stream:
-        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    digest = files.sha256(source.file)
     if not _racy(source, taken_ns):
         _content_hashes[key] = digest
     return digest
@@ -661,8 +660,7 @@ def _source_again(path: str, output: Output) -> Source | None:
 
 def _current_hash(path: Path) -> str | None:
     try:
-        with open(path, "rb") as stream:
-            return hashlib.file_digest(stream, "sha256").hexdigest()
+        return files.sha256(path)
     except FileNotFoundError:
         return None
 
