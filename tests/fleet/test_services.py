@@ -70,6 +70,9 @@ def test_sandbox_confines_the_service_and_overlays_its_config(fleet: Fleet, crof
         "croft-snapshot@notes.timer",
     )
     assert active(fleet, "web2", "croft-snapshot@notes.timer")
+    # Declared limits reach the unit.
+    memory = inside(fleet, "web2", "systemctl", "show", "-P", "MemoryMax", "hello-web.service")
+    assert memory.strip() == str(64 << 20)
 
     # Exposure scores, before and after croft's drop-ins.
     scores = {}
