@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -301,10 +302,13 @@ def snapshot() -> None:
     """Snapshots of a service's state (btrfs, on its machine)."""
 
 
+def _machine_and_service(command: Callable[..., None]) -> Callable[..., None]:
+    """The MACHINE and SERVICE arguments (and the context) of the snapshot commands."""
+    return click.argument("machine")(click.argument("service")(click.pass_context(command)))
+
+
 @snapshot.command("list")
-@click.argument("machine")
-@click.argument("service")
-@click.pass_context
+@_machine_and_service
 def snapshot_list(ctx: click.Context, machine: str, service: str) -> None:
     """List a service's snapshots, oldest first."""
     from croft.snapshots import list_snapshots
@@ -315,9 +319,7 @@ def snapshot_list(ctx: click.Context, machine: str, service: str) -> None:
 
 
 @snapshot.command("create")
-@click.argument("machine")
-@click.argument("service")
-@click.pass_context
+@_machine_and_service
 def snapshot_create(ctx: click.Context, machine: str, service: str) -> None:
     """Take a snapshot of a service's state now (the timer's snapshots are pruned by its policy)."""
     from croft.snapshots import create_snapshot
@@ -327,10 +329,8 @@ def snapshot_create(ctx: click.Context, machine: str, service: str) -> None:
 
 
 @snapshot.command("restore")
-@click.argument("machine")
-@click.argument("service")
+@_machine_and_service
 @click.argument("name")
-@click.pass_context
 def snapshot_restore(ctx: click.Context, machine: str, service: str, name: str) -> None:
     """Stop the service, put the snapshot's state back, start it."""
     from croft.snapshots import restore_snapshot
