@@ -299,7 +299,7 @@ _content_hashes: dict[tuple[Path, tuple[int, int, int, int]], str] = {}
 def _racy(source: Source, taken_ns: int) -> bool:
     """Modified so close to when its stat was taken (after `taken_ns`) that it may change again
     without its stat changing (see stamp.RACY_NS); the stamp files the same sources as racy."""
-    return source.stamp[0] >= taken_ns - stamp.RACY_NS
+    return stamp.racy(source.stamp[0], taken_ns)
 
 
 def _file_hash(source: Source, taken_ns: int) -> str:
@@ -417,10 +417,7 @@ class MachineBuild:
             self.state.save(self.machine.name, changed, removed, self.templates, wanted)
         elif manifest_file.exists():
             return
-        text, digest = self.state.manifest_text(self.machine.name)
-        files.write(manifest_file, text)
-        # The digest alone is what a deploy reads first on the target to find it has nothing to do.
-        files.write(self.directory / "digest", digest + "\n")
+        self.state.write_manifest(self.machine.name, self.directory)
 
     # -- one output -------------------------------------------------------------------------
 
@@ -448,7 +445,7 @@ class MachineBuild:
             key += [mode, source.origin]
         if source.kind != "dir" and _racy(source, self.taken_ns):
             # It may change again without its stat changing: never reuse what was made of it.
-            key.append(["racy", time.time_ns()])
+            key.append(stamp.racy_mark())
         cached = self.cache.get(path)
         if cached is not None and cached.key == key:
             return cached

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import stat as stat_module
-import time
 
 from croft import files
 from croft.build import stamp
@@ -46,8 +45,8 @@ def apply(state_dir: str, changes: stamp.Changes) -> dict[str, int] | None:
             new_key = output_key(
                 "file", source, (st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode), mode, entry["origin"]
             )
-            if st.st_mtime_ns >= changes.taken_ns - stamp.RACY_NS:
-                new_key.append(["racy", time.time_ns()])
+            if stamp.racy(st.st_mtime_ns, changes.taken_ns):
+                new_key.append(stamp.racy_mark())
             if new_key == key:
                 continue
             target = os.path.join(state_dir, "build", machine, "root", path)
@@ -62,9 +61,7 @@ def apply(state_dir: str, changes: stamp.Changes) -> dict[str, int] | None:
             updates.append((machine, path, new_key, member(path, entry), line))
         state.update_outputs(updates)
         for machine in written:  # (a racy file looked at again and found the same changes no entry)
-            text, digest = state.manifest_text(machine)
-            files.write(os.path.join(state_dir, "build", machine, "manifest.json"), text)
-            files.write(os.path.join(state_dir, "build", machine, "digest"), digest + "\n")
+            state.write_manifest(machine, os.path.join(state_dir, "build", machine))
     finally:
         state.close()
     return written

@@ -107,8 +107,19 @@ def _store(state_dir: str, data: dict[str, list[list[object]]]) -> None:
     _loaded[path] = (stat(path), data)
 
 
+def racy(mtime_ns: int, taken_ns: int) -> bool:
+    """Modified so close to when its stat was taken (taken_ns) that it may change again without
+    its stat changing. What was made of such a file is never reused as it is."""
+    return mtime_ns >= taken_ns - RACY_NS
+
+
+def racy_mark() -> list[object]:
+    """Appended to the key of an output made from a racy file: no later key equals it."""
+    return ["racy", time.time_ns()]
+
+
 def _filed(path: str, st: Stamp, taken_ns: int) -> list[object]:
-    if st[0] >= taken_ns - RACY_NS:
+    if racy(st[0], taken_ns):
         st = (-1, *st[1:])
     return [path, *st, listing(path) if stat_module.S_ISDIR(st[3]) else ""]
 

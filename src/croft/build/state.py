@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from croft import files
 from croft.build.manifest_format import MANIFEST_VERSION, member, wanted_line
 
 if TYPE_CHECKING:
@@ -225,6 +226,13 @@ class BuildState:
                     "INSERT OR REPLACE INTO machines VALUES (?, ?)",
                     (machine, json.dumps({unit: list(t) for unit, t in sorted(wanted.items())})),
                 )
+
+    def write_manifest(self, machine: str, directory: str | os.PathLike[str]) -> None:
+        """Write the machine's manifest.json and digest into its build directory."""
+        text, digest = self.manifest_text(machine)
+        files.write(os.path.join(directory, "manifest.json"), text)
+        # The digest alone is what a deploy reads first on the target to find it has nothing to do.
+        files.write(os.path.join(directory, "digest"), digest + "\n")
 
     def manifest_text(self, machine: str) -> tuple[str, str]:
         """The machine's manifest.json and its digest, assembled from the rows without parsing them.
