@@ -68,11 +68,17 @@ def cli(ctx: click.Context, site: str, verbose: bool) -> None:
 def check(ctx: click.Context, machines: tuple[str, ...], security: bool) -> None:
     """Validate the whole site and report every problem at once."""
     from croft.build.builder import build
+    from croft.errors import SiteError
+    from croft.site.images import check_image_trees
 
     site = _load(ctx)
     build(site, site.select([]), write=False)
+    problems = check_image_trees(site.images)
+    if problems:
+        raise SiteError(problems)
     count = len(site.machines)
-    click.echo(f"ok: {count} machine{'s' if count != 1 else ''}, {len(site.layers)} layers")
+    plural = "s" if count != 1 else ""
+    click.echo(f"ok: {count} machine{plural}, {len(site.layers)} layers, {len(site.images)} images")
     if security:
         from croft.systemd.security import exposures
 
@@ -338,3 +344,52 @@ def snapshot_restore(ctx: click.Context, machine: str, service: str, name: str) 
     site, one = _one(ctx, machine)
     restore_snapshot(site, one, service, name)
     click.echo(f"{machine}: {service} restored to {name}")
+
+
+@cli.group()
+def image() -> None:
+    """Netboot environments and disk images, from the recipes in images/ (see docs/images.md)."""
+
+
+@image.command("build")
+@click.argument("names", nargs=-1)
+@click.option("--force", is_flag=True, help="Rebuild even when the recipe has not changed.")
+@click.pass_context
+def image_build(ctx: click.Context, names: tuple[str, ...], force: bool) -> None:
+    """Build images (all of them when none is named) into the store (needs root)."""
+    from croft.images.build import build
+
+    site = _load(ctx)
+    for name in names or sorted(site.images):
+        build(site, name, force=force, progress=lambda line: click.echo(line, err=True))
+
+
+@image.command("prune")
+@click.pass_context
+def image_prune(ctx: click.Context) -> None:
+    """Delete the artifacts in the store that no image's manifest names any more."""
+    from croft.images.build import store_for
+
+    count, size = store_for(_load(ctx)).prune()
+    click.echo(f"removed {count} artifacts ({size / (1 << 20):.1f} MB)")
+
+
+@image.command("list")
+@click.pass_context
+def image_list(ctx: click.Context) -> None:
+    """The site's images and their artifacts in the store."""
+    from croft.images.build import store_for
+    from croft.ui import table
+
+    site = _load(ctx)
+    store = store_for(site)
+    rows = []
+    for name, declared in sorted(site.images.items()):
+        manifest = store.manifest(name)
+        if manifest is None:
+            rows.append([name, declared.config.kind, "not built", "", ""])
+            continue
+        for role, artifact in manifest.artifacts.items():
+            size = f"{artifact.size / (1 << 20):.1f} MB"
+            rows.append([name, manifest.kind, role, size, artifact.sha256[:16]])
+    table(["image", "kind", "artifact", "size", "sha256"], rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -85,6 +85,30 @@ def live_board(machines: list[str]) -> Iterator[StageBoard]:
             live.update(board.table())
 
 
+def table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    title: str | None = None,
+    styled: Sequence[Sequence[str]] | None = None,
+) -> None:
+    """A table on a terminal (`styled`: the rows with rich markup), aligned plain lines otherwise."""
+    if interactive():
+        from rich.table import Table
+
+        rich_table = Table(title=title, title_justify="left")
+        for column in columns:
+            rich_table.add_column(column)
+        for row in styled or rows:
+            rich_table.add_row(*row)
+        console().print(rich_table)
+    else:
+        # No rich here: piped output and CI logs read better plain, and it saves its import.
+        widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *rows, strict=True)]
+        for row in (columns, *rows):
+            print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
 def outcome_table(outcomes: list[Outcome]) -> None:
     """The summary of a fleet operation: a table on a terminal, aligned plain lines otherwise."""
     columns = ("machine", "status", "generation", "files +/~/-", "units", "message")
@@ -95,21 +119,8 @@ def outcome_table(outcomes: list[Outcome]) -> None:
         units = ", ".join(f"{action} {unit}" for action, unit in outcome.actions.summary())
         generation = str(outcome.generation or "-")
         rows.append((outcome.machine, outcome.status, generation, files, units or "-", outcome.message))
-    if interactive():
-        from rich.table import Table
-
-        table = Table(title="croft deploy", title_justify="left")
-        for column in columns:
-            table.add_column(column)
-        for row in rows:
-            style = STATUS_STYLE.get(row[1], "")
-            table.add_row(row[0], f"[{style}]{row[1]}[/]", *row[2:])
-        console().print(table)
-    else:
-        # No rich here: piped output and CI logs read better plain, and it saves its import.
-        widths = [max(len(str(cell)) for cell in column) for column in zip(columns, *rows, strict=True)]
-        for row in (columns, *rows):
-            print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    styled = [(row[0], f"[{STATUS_STYLE.get(row[1], '')}]{row[1]}[/]", *row[2:]) for row in rows]
+    table(columns, rows, title="croft deploy", styled=styled)
     for outcome in outcomes:
         for unit, journal in outcome.journals.items():
             print(f"{outcome.machine}: {unit} failed; its journal:")

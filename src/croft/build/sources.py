@@ -58,6 +58,15 @@ def walk(root: Path, origin: str) -> Tree:
     return _walked[key]
 
 
+def walk_whole(root: Path, origin: str) -> Tree:
+    """Every file, link and directory under root (an image's tree, which may fill any path)."""
+    tree = Tree()
+    if root.is_dir():
+        _walk_dir(root, "", origin, tree, follow=False)
+        del tree.sources[0]  # the root itself
+    return tree
+
+
 def forget_walks() -> None:
     """Drop memoized walks, for a long-running process that must see edits (--watch)."""
     _walked.clear()
@@ -95,7 +104,7 @@ def _walk_dir(directory: Path, rel: str, origin: str, tree: Tree, follow: bool) 
                     )
                 )
                 continue
-            target = f"{rel}/{name}"
+            target = f"{rel}/{name}" if rel else name
             if entry.is_symlink() and not (deref or follow):
                 tree.sources.append(Source(target, path, "link", origin, _stamp(st)))
             elif os.path.isdir(path) if (deref or follow) else entry.is_dir(follow_symlinks=False):

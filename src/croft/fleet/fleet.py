@@ -13,8 +13,8 @@ from pathlib import Path
 
 from croft.errors import CroftError
 from croft.fleet.machine import Container, remove_cgroup
-from croft.fleet.network import Lan
 from croft.fleet.rootfs import ensure_rootfs
+from croft.lab.network import Lan
 from croft.site.model import Site
 
 STATE_DIR = Path("/run/croft/fleets")

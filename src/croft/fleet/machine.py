@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from croft.errors import CroftError
-from croft.fleet.network import BRIDGE, Lan
+from croft.lab.network import BRIDGE, Lan
 from croft.run import run, spawn
 
 STATE_SIZE = 256 << 20

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from croft.deploy.ssh import cache_dir
+from croft.images.rootfs import debootstrap
 from croft.run import run
 
 SUITE = "bookworm"
@@ -55,20 +56,7 @@ def ensure_rootfs() -> Path:
         return root
     staging = fleet_cache() / f".{name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    debs = fleet_cache() / "debs"
-    debs.mkdir(parents=True, exist_ok=True)
-    run(
-        [
-            "debootstrap",
-            "--variant=minbase",
-            f"--cache-dir={debs}",
-            f"--include={','.join(PACKAGES)}",
-            SUITE,
-            staging,
-            MIRROR,
-        ],
-        timeout=1800,
-    )
+    debootstrap(SUITE, MIRROR, PACKAGES, staging)
     _prepare(staging)
     staging.rename(root)  # only a complete rootfs ever has the published name
     return root

@@ -16,8 +16,11 @@ from typing import Any, TypeVar
 
 from croft.build.manifest import UNIT_DIR
 from croft.errors import Problem, SiteError
+from croft.site.images import check_images
 from croft.site.model import (
     OWNED_ROOT,
+    Image,
+    ImageConfig,
     Layer,
     LayerConfig,
     Machine,
@@ -35,7 +38,7 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # What a layer (or a machine's own tree) may hold at its top: the file tree under usr/, and
 # croft's own declarations.
 LAYER_RESERVED = {"layer.toml", "services"}
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 # croft's own code that the cached site depends on: what it generates for services and names.
@@ -46,15 +49,15 @@ _GENERATORS = [
 
 def _config_files(root: Path) -> list[Path]:
     """The files whose content decides the site model (not the file trees)."""
-    files = [root / "site.toml", root / "machines", root / "layers", *_GENERATORS]
-    for folder in ("machines", "layers"):
+    files = [root / "site.toml", root / "machines", root / "layers", root / "images", *_GENERATORS]
+    for folder in ("machines", "layers", "images"):
         try:
             entries = os.scandir(root / folder)
         except FileNotFoundError:
             continue
         with entries:
             for entry in entries:
-                if folder == "machines" and entry.name.endswith(".toml"):
+                if folder in ("machines", "images") and entry.name.endswith(".toml"):
                     files.append(Path(entry.path))
                 elif folder == "layers" and entry.is_dir():
                     files.append(Path(entry.path) / "layer.toml")
@@ -257,6 +260,13 @@ def _load(root: Path) -> Site:
             addresses[machine_config.address] = path
             machines[name] = Machine(name, machine_config, path, machines_dir / name)
 
+    images: dict[str, Image] = {}
+    for path in sorted((root / "images").glob("*.toml")):
+        image_config = _validate(ImageConfig, path, problems)
+        if image_config is not None:
+            images[path.stem] = Image(path.stem, path, image_config, path.with_suffix(""))
+    check_images(images, problems)
+
     dns = config.dns if config is not None else None
     # (A machine whose own file is invalid is reported as such, not again here.)
     if dns is not None and not (machines_dir / f"{dns.server}.toml").exists():
@@ -271,7 +281,7 @@ def _load(root: Path) -> Site:
         )
     if problems or config is None:
         raise SiteError(problems)
-    return Site(root=root, config=config, machines=machines, layers=layers)
+    return Site(root=root, config=config, machines=machines, layers=layers, images=images)
 
 
 def _with_service_files(path: Path, config: LayerConfig, problems: list[Problem]) -> LayerConfig:

@@ -162,6 +162,45 @@ class LayerConfig:
 
 
 @dataclass(frozen=True)
+class ImageConfig:
+    """images/<name>.toml: an image `croft image build` makes (see docs/images.md)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    kind: Literal["base", "overlay", "initrd", "disk"]
+    suite: str = "bookworm"
+    """The Debian release debootstrap installs (base, disk)."""
+    mirror: str = "http://deb.debian.org/debian"
+    packages: tuple[str, ...] = ()
+    """Packages installed on top of debootstrap's minbase (base, disk) or on the base (overlay)."""
+    base: str | None = None
+    """overlay: the base image it goes on."""
+    commands: tuple[str, ...] = ()
+    """Shell commands run in the image's root after its packages and files (base, overlay, disk)."""
+    compression: Literal["zstd", "xz", "gzip"] = "zstd"
+    format: Literal["squashfs", "cpio.gz"] = "squashfs"
+    """overlay: how the difference to the base is packed."""
+    kernel: str = "linux-image-amd64"
+    """initrd, disk: the Debian kernel package (a metapackage is resolved to its kernel)."""
+    modules: tuple[str, ...] = ()
+    """initrd, disk: kernel modules to load at boot besides croft's defaults (virtio, NICs, filesystems)."""
+    size: str = "2G"
+    """disk: the raw image's size (its root partition grows to fill it)."""
+    outputs: tuple[Literal["raw", "tar", "btrfs"], ...] = ("raw", "tar", "btrfs")
+    """disk: a partitioned raw image (.raw.zst), a tar.zst of the root, btrfs send streams."""
+    cmdline: str = ""
+    """disk: extra kernel arguments."""
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str
+    file: Path
+    config: ImageConfig
+    tree: Path
+    """images/<name>/: files copied into the image's root (optional)."""
+
+
+@dataclass(frozen=True)
 class Layer:
     name: str
     path: Path
@@ -198,6 +237,7 @@ class Site:
     config: SiteConfig
     machines: dict[str, Machine]
     layers: dict[str, Layer]
+    images: dict[str, Image] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:

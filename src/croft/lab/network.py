@@ -1,4 +1,8 @@
-"""The fleet's LAN: a bridge in a network namespace, reached from the host through a veth pair."""
+"""A private LAN: a bridge in a network namespace, reached from the host through a veth pair.
+
+The fleet's machines, the lab's QEMU machines and the image tests plug into it; nothing on it
+can reach, or be reached from, any other network.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,18 @@ BRIDGE = "br0"
 
 
 class Lan:
-    def __init__(self, name: str, network: ipaddress.IPv4Network, host_address: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        network: ipaddress.IPv4Network,
+        host_address: str,
+        bridge_address: str | None = None,
+    ) -> None:
         self.name = name  # the namespace
         self.network = network
         self.host_address = host_address
+        self.bridge_address = bridge_address
+        """An address for servers inside the namespace (dnsmasq, HTTP), on its bridge."""
         # Interface names are limited to 15 characters.
         self.host_veth = "cr" + hashlib.sha256(name.encode()).hexdigest()[:10]
 
@@ -26,7 +38,10 @@ class Lan:
 
     def create(self) -> None:
         if self.netns_path.exists():
-            raise CroftError(f"network namespace {self.name} exists already: run `croft fleet down` first")
+            raise CroftError(
+                f"network namespace {self.name} exists already: is a fleet or lab still up? "
+                "(`croft fleet down`, `croft lab down`)"
+            )
         routes = run(["ip", "-4", "route", "show", "root", str(self.network)]).stdout.strip()
         if routes:
             raise CroftError(
@@ -40,6 +55,8 @@ class Lan:
         # No forwarding delay: machines talk the moment their link is up.
         run([*ip, "link", "set", BRIDGE, "type", "bridge", "forward_delay", "0"])
         run([*ip, "link", "set", BRIDGE, "up"])
+        if self.bridge_address is not None:
+            run([*ip, "addr", "add", f"{self.bridge_address}/{self.network.prefixlen}", "dev", BRIDGE])
         run(
             [
                 "ip",
@@ -67,6 +84,12 @@ class Lan:
             ]
         )
         run(["ip", "link", "set", self.host_veth, "up"])
+
+    def add_tap(self, tap: str) -> None:
+        """A tap device on the bridge, for a QEMU machine's NIC."""
+        ip = ["ip", "-n", self.name]
+        run([*ip, "tuntap", "add", "dev", tap, "mode", "tap"])
+        run([*ip, "link", "set", tap, "master", BRIDGE, "up"])
 
     def destroy(self) -> None:
         run(["ip", "link", "del", self.host_veth], check=False)

@@ -1,0 +1,126 @@
+"""Disk images for installation: a root filesystem with a kernel and croft's initrd, as
+(a) a raw GPT disk that boots with BIOS (syslinux) and UEFI (systemd-boot), (b) a tar.zst of the
+root, and (c, d) btrfs send streams (see templates.py).
+
+The raw image is assembled without mounting anything: the ESP is a FAT image filled with mtools,
+the root is written by `mkfs.ext4 -d` straight into its place in the disk file.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from croft.images.kernel import DEFAULT_MODULES, Kernel
+from croft.run import run
+
+ROOT_LABEL = "croft-root"
+ESP_MIB = 64
+ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+SYSLINUX_GPT_MBR = Path("/usr/lib/syslinux/mbr/gptmbr.bin")
+SYSTEMD_BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+ZSTD = ["zstd", "-q", "-T0", "-6"]
+
+
+def install_kernel(kernel: Kernel, modules: tuple[str, ...], initrd: Path, root: Path) -> None:
+    """The kernel, the modules the initrd loads (not all 400 MB of them) and the initrd into /boot."""
+    boot = root / "boot"
+    boot.mkdir(exist_ok=True)
+    shutil.copy2(kernel.vmlinuz, boot / kernel.vmlinuz.name)
+    shutil.copy2(initrd, boot / f"initrd.img-{kernel.version}")
+    target = root / "lib" / "modules" / kernel.version
+    for relative in kernel.modules([*DEFAULT_MODULES, *modules]):
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(kernel.modules_dir / relative, target / relative)
+    for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+        if (kernel.modules_dir / name).exists():
+            shutil.copy2(kernel.modules_dir / name, target / name)
+    run(["depmod", "-b", root, kernel.version])
+
+
+def kernel_cmdline(extra: str) -> str:
+    # The serial console last: it becomes /dev/console, where installs and tests read the boot.
+    return f"root=PARTLABEL={ROOT_LABEL} rw console=tty0 console=ttyS0 {extra}".strip()
+
+
+def raw(root: Path, kernel: Kernel, size: int, cmdline: str, work: Path, output: Path) -> None:
+    """A GPT disk of `size` bytes: the ESP (kernel, initrd, both bootloaders) and the root."""
+    initrd = root / "boot" / f"initrd.img-{kernel.version}"
+    esp = work / "esp.img"
+    run(["mkfs.vfat", "-C", "-n", "CROFT-ESP", esp, str(ESP_MIB * 1024)])
+    mtools = ["-i", str(esp)]
+    run(["mmd", *mtools, "::EFI", "::EFI/BOOT", "::loader", "::loader/entries"])
+    config = work / "config"
+    config.mkdir()
+    (config / "syslinux.cfg").write_text(
+        f"DEFAULT croft\nPROMPT 0\nTIMEOUT 0\nLABEL croft\n  LINUX /vmlinuz\n  INITRD /initrd.img\n"
+        f"  APPEND {cmdline}\n"
+    )
+    (config / "loader.conf").write_text("default croft.conf\ntimeout 0\n")
+    (config / "croft.conf").write_text(
+        f"title croft\nlinux /vmlinuz\ninitrd /initrd.img\noptions {cmdline}\n"
+    )
+    copies = [
+        (kernel.vmlinuz, "::vmlinuz"),
+        (initrd, "::initrd.img"),
+        (config / "syslinux.cfg", "::syslinux.cfg"),
+        (SYSTEMD_BOOT, "::EFI/BOOT/BOOTX64.EFI"),
+        (config / "loader.conf", "::loader/loader.conf"),
+        (config / "croft.conf", "::loader/entries/croft.conf"),
+    ]
+    for source, target in copies:
+        run(["mcopy", *mtools, source, target])
+    # BIOS: ldlinux.sys into the FAT; gptmbr.bin (below) boots the partition marked LegacyBIOSBootable.
+    run(["syslinux", "--install", esp])
+
+    mib = 1 << 20
+    root_start = (1 + ESP_MIB) * mib
+    root_size = size - root_start - mib  # the last MiB holds the backup GPT
+    with output.open("wb") as disk:
+        disk.truncate(size)
+    layout = (
+        "label: gpt\n"
+        f"start=2048, size={ESP_MIB * 2048}, type={ESP_TYPE}, name=esp, attrs=LegacyBIOSBootable\n"
+        f"start={root_start // 512}, size={root_size // 512}, type={LINUX_TYPE}, name={ROOT_LABEL}\n"
+    )
+    run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", output], input=layout)
+    run(["dd", f"if={esp}", f"of={output}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"])
+    run(["dd", f"if={SYSLINUX_GPT_MBR}", f"of={output}", "bs=440", "count=1", "conv=notrunc", "status=none"])
+    run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            ROOT_LABEL,
+            "-d",
+            root,
+            # Written in place: the root partition's offset in the disk file, its size in KiB.
+            "-E",
+            f"offset={root_start}",
+            output,
+            f"{root_size // 1024}k",
+        ],
+        timeout=1800,
+    )
+
+
+def compress(source: Path, output: Path) -> None:
+    run([*ZSTD, "-f", "-o", output, source], timeout=1800)
+
+
+def tar(root: Path, output: Path) -> None:
+    # Numeric owners: the installing machine's /etc/passwd must not remap them. xattrs and ACLs
+    # carry file capabilities (ping's cap_net_raw) and the like.
+    run(
+        [
+            "sh",
+            "-c",
+            'tar -C "$1" --numeric-owner --xattrs --xattrs-include="*" --acls -cf - . | zstd -q -T0 -6 >"$2"',
+            "tar",
+            root,
+            output,
+        ],
+        timeout=1800,
+    )

@@ -1,0 +1,176 @@
+"""Debian root filesystems: debootstrap with a shared package cache, commands run inside them
+with systemd-nspawn, and the clean-up that keeps images small."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from croft.deploy.ssh import cache_dir
+from croft.errors import CroftError
+from croft.run import CommandError, run
+
+# Removed from every image: documentation, manuals, translations, package lists and caches (the
+# agent never runs apt), logs of the build, and the build host's DNS servers (nspawn and
+# debootstrap copy them in).
+STRIP = (
+    "usr/share/doc/*",
+    "usr/share/man/*",
+    "usr/share/info/*",
+    "usr/share/locale/*",
+    "usr/share/lintian/*",
+    "var/lib/apt/lists/*",
+    "var/cache/apt/*",
+    "var/cache/debconf/*-old",
+    "var/lib/dpkg/*-old",
+    "var/log/*",
+    "etc/resolv.conf",
+)
+
+
+def debs_cache() -> Path:
+    """Downloaded packages, kept between builds (debootstrap's and apt's)."""
+    path = cache_dir() / "debs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def debootstrap(
+    suite: str, mirror: str, packages: tuple[str, ...], root: Path, *, fresh: bool = False
+) -> None:
+    """A minbase Debian `suite` with `packages` in `root` (which must not exist yet).
+
+    The result is kept in the cache, keyed by suite, mirror and packages, so images that start
+    from the same packages (a netboot base and a disk image, two versions of a template) run
+    debootstrap once; `fresh` runs it again (to pick up the archive's updates).
+    """
+    key = hashlib.sha256(f"{suite} {mirror} {' '.join(sorted(packages))}".encode()).hexdigest()[:16]
+    cached = cache_dir() / "rootfs" / f"{suite}-{key}"
+    if fresh or not (cached / "etc" / "os-release").exists():
+        staging = cached.with_name(f".{cached.name}.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            _debootstrap(suite, mirror, packages, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        (staging / "etc" / "hostname").unlink()  # the build host's name; a recipe may set one
+        shutil.rmtree(cached, ignore_errors=True)
+        staging.rename(cached)  # only a complete root gets the cached name
+    run(["cp", "-a", "--reflink=auto", cached, root], timeout=600)
+
+
+def _debootstrap(suite: str, mirror: str, packages: tuple[str, ...], root: Path) -> None:
+    argv: list[str | Path] = ["debootstrap", "--variant=minbase", f"--cache-dir={debs_cache()}"]
+    if packages:
+        argv.append(f"--include={','.join(packages)}")
+    result = run([*argv, suite, root, mirror], timeout=1800, check=False)
+    if result.returncode == 0:
+        return
+    output = result.stdout + result.stderr  # debootstrap reports some errors on stdout
+    missing = re.search(r"Couldn't find these debs: (.+)", output)
+    if missing:
+        raise CroftError(f"packages not found in {suite} ({mirror}): {missing.group(1).strip()}")
+    if "Invalid Release file" in output or "Failed getting release file" in output:
+        raise CroftError(f"no Debian suite {suite!r} at {mirror}")
+    raise CommandError([str(arg) for arg in (*argv, suite, root, mirror)], result.returncode, output)
+
+
+def in_root(
+    root: Path, command: str, *, binds: tuple[tuple[Path, str], ...] = (), timeout: float = 1800
+) -> str:
+    """Run a shell command inside `root` (systemd-nspawn: its own /proc, /dev and /sys, torn down
+    afterwards even when the command fails) and return its output."""
+    argv: list[str | Path] = [
+        "systemd-nspawn",
+        "--quiet",
+        # Here PID 1 is not systemd: nspawn can neither register with machined nor make a scope.
+        "--register=no",
+        "--keep-unit",
+        "--pipe",
+        "--directory",
+        root,
+        "--setenv=DEBIAN_FRONTEND=noninteractive",
+        "--setenv=PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+    ]
+    argv += [f"--bind={source}:{target}" for source, target in binds]
+    return run([*argv, "/bin/sh", "-ec", command], timeout=timeout).stdout
+
+
+def install(root: Path, packages: tuple[str, ...]) -> None:
+    """apt-get install `packages` into `root` (a root with apt), with the shared package cache."""
+    lists = cache_dir() / "apt-lists" / _root_suite(root)
+    (lists / "partial").mkdir(parents=True, exist_ok=True)
+    binds = ((debs_cache(), "/var/cache/apt/archives"), (lists, "/var/lib/apt/lists"))
+    update = "" if any(lists.glob("*_Packages")) else "apt-get -q update >/dev/null; "
+    try:
+        in_root(
+            root, f"{update}apt-get -q -y --no-install-recommends install {' '.join(packages)}", binds=binds
+        )
+    except CommandError as error:
+        missing = re.findall(r"Unable to locate package (\S+)", error.stderr)
+        if missing:
+            raise CroftError(f"packages not found: {', '.join(missing)}") from None
+        raise
+
+
+def _root_suite(root: Path) -> str:
+    release = (root / "etc" / "os-release").read_text()
+    match = re.search(r"^VERSION_CODENAME=(\S+)", release, re.M)
+    return match.group(1) if match else "unknown"
+
+
+def copy_tree(tree: Path, root: Path) -> None:
+    """The recipe's file tree into the image root, as a layer ships: modes kept, links as links,
+    `!` names dereferenced (the target's content, under the name without the `!`). The files
+    belong to root. Directories already in the image keep their mode (and stay links: /bin)."""
+    from croft.build.sources import walk_whole
+
+    for source in walk_whole(tree, "image").sources:
+        target = root / source.path
+        if source.kind == "dir":
+            if not target.is_dir():
+                target.mkdir()
+                target.chmod(stat.S_IMODE(source.stamp[3]))
+            continue
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        if source.kind == "link":
+            target.symlink_to(os.readlink(source.file))
+        else:
+            shutil.copy2(source.file, target)
+
+
+def strip(root: Path) -> None:
+    """Remove what STRIP names (from an overlay's upper directory: what the overlay added)."""
+    for pattern in STRIP:
+        for path in root.glob(pattern):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def finish(root: Path) -> None:
+    """strip() a whole root, and make every machine booting it its own."""
+    strip(root)
+    # An empty machine-id makes systemd generate one at boot.
+    (root / "etc" / "machine-id").write_text("")
+
+
+@contextmanager
+def mounted(source: str | Path, target: Path, *options: str) -> Iterator[Path]:
+    """`mount options source target` for the duration of a with block."""
+    target.mkdir(parents=True, exist_ok=True)
+    run(["mount", *options, source, target])
+    try:
+        yield target
+    finally:
+        run(["umount", target])

@@ -1,0 +1,1 @@
+"""The virtual lab: QEMU machines on a network namespace's bridge."""

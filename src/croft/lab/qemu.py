@@ -1,0 +1,162 @@
+"""QEMU machines: disks, firmware (SeaBIOS or OVMF), a serial console logged to a file, and the
+choice between KVM and TCG made by booting a guest, not by opening /dev/kvm."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from croft.errors import CroftError
+from croft.run import spawn
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+Firmware = Literal["bios", "uefi"]
+
+
+@dataclass
+class Machine:
+    """One QEMU machine. Its console is written to `console`; `wait_for` reads it."""
+
+    name: str
+    workdir: Path
+    memory_mb: int = 1024
+    cpus: int = 2
+    firmware: Firmware = "bios"
+    kernel: Path | None = None
+    initrd: Path | None = None
+    append: str = ""
+    disks: list[Path] = field(default_factory=list)
+    tap: str | None = None
+    """A tap device to plug the NIC into (it must exist, in `netns` when given)."""
+    mac: str = "52:54:00:12:34:56"
+    netns: str | None = None
+    boot: Literal["disk", "network"] = "disk"
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def console(self) -> Path:
+        return self.workdir / f"{self.name}.console.log"
+
+    def argv(self, accel: str) -> list[str]:
+        argv = ["qemu-system-x86_64", "-name", self.name, "-m", str(self.memory_mb), "-smp", str(self.cpus)]
+        # thread=multi: one host thread per guest CPU under TCG.
+        argv += ["-accel", "tcg,thread=multi" if accel == "tcg" else "kvm", "-nographic", "-no-reboot"]
+        argv += ["-serial", f"file:{self.console}", "-monitor", "none"]
+        if self.firmware == "uefi":
+            vars_file = self.workdir / f"{self.name}.OVMF_VARS.fd"
+            if not vars_file.exists():
+                shutil.copyfile(OVMF_VARS, vars_file)  # the machine's own NVRAM
+            argv += ["-machine", "q35"]
+            argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"]
+            argv += ["-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
+        for index, disk in enumerate(self.disks):
+            argv += ["-drive", f"file={disk},format=raw,if=virtio,index={index}"]
+        if self.kernel is not None:
+            argv += ["-kernel", str(self.kernel)]
+            if self.initrd is not None:
+                argv += ["-initrd", str(self.initrd)]
+            argv += ["-append", f"console=ttyS0 panic=-1 {self.append}".strip()]
+        if self.tap is not None:
+            argv += ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no"]
+            argv += ["-device", f"virtio-net-pci,netdev=n0,mac={self.mac}"]
+        else:
+            argv += ["-nic", "none"]
+        argv += ["-boot", "n" if self.boot == "network" else "c"]
+        return argv
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.console.write_bytes(b"")
+        argv = self.argv(accelerator())
+        if self.netns is not None:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
+        self.process = spawn(argv, stderr=(self.workdir / f"{self.name}.qemu.log").open("wb"))
+
+    def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
+        """The first match of `pattern` on the console; raises with the console's end on timeout."""
+        expression = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.console.read_text(errors="replace")
+            match = expression.search(text)
+            if match:
+                return match
+            if self.process is not None and self.process.poll() is not None:
+                raise CroftError(f"{self.name} stopped before {pattern!r}:\n{_tail(text)}{self._stderr()}")
+            if time.monotonic() > deadline:
+                raise CroftError(
+                    f"{self.name}: no {pattern!r} on its console in {timeout:.0f} s:\n{_tail(text)}"
+                )
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def _stderr(self) -> str:
+        log = self.workdir / f"{self.name}.qemu.log"
+        return f"\nqemu: {log.read_text(errors='replace').strip()}" if log.exists() else ""
+
+
+def _tail(text: str, lines: int = 25) -> str:
+    return "\n".join(f"  | {line}" for line in text.strip().splitlines()[-lines:])
+
+
+_accelerator: str | None = None
+
+
+def accelerator() -> str:
+    """ "kvm" when a guest really boots under it, else "tcg".
+
+    Opening /dev/kvm proves nothing: on nested hosts it opens, firmware runs, and a Linux guest
+    hangs; `-accel kvm:tcg` does not fall back then. So boot a guest that only prints a marker,
+    once per host boot (the answer is cached under /run).
+    """
+    global _accelerator
+    if _accelerator is None:
+        _accelerator = _probe()
+    return _accelerator
+
+
+def _probe() -> str:
+    if os.environ.get("CROFT_ACCEL") in ("kvm", "tcg"):
+        return os.environ["CROFT_ACCEL"]
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    cached = Path("/run/croft/kvm-probe")
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    if cached.exists() and cached.read_text().startswith(boot_id):
+        return cached.read_text().split()[1]
+    from croft.images.kernel import fetch  # a real Linux kernel is the only honest probe
+
+    kernel = fetch("linux-image-amd64")
+    probe_dir = Path("/run/croft/kvm-probe.d")
+    probe_dir.mkdir(parents=True, exist_ok=True)
+    machine = Machine(
+        "kvm-probe", probe_dir, memory_mb=256, cpus=1, kernel=kernel.vmlinuz, append="root=/dev/nonexistent"
+    )
+    argv = machine.argv("kvm")
+    machine.console.write_bytes(b"")
+    process = spawn(argv)
+    answer = "tcg"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and process.poll() is None:
+        # A kernel that gets as far as looking for its root has booted; under a broken KVM it
+        # hangs long before.
+        if "Kernel panic" in machine.console.read_text(errors="replace"):
+            answer = "kvm"
+            break
+        time.sleep(0.2)
+    process.kill()
+    process.wait()
+    shutil.rmtree(probe_dir, ignore_errors=True)
+    cached.write_text(f"{boot_id} {answer}\n")
+    return answer
