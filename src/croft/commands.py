@@ -393,3 +393,105 @@ def image_list(ctx: click.Context) -> None:
             size = f"{artifact.size / (1 << 20):.1f} MB"
             rows.append([name, manifest.kind, role, size, artifact.sha256[:16]])
     table(["image", "kind", "artifact", "size", "sha256"], rows)
+
+
+@cli.command("serve")
+@click.pass_context
+def serve_command(ctx: click.Context) -> None:
+    """Answer PXE on the LAN and run workflows ([serve] in site.toml; root, for DHCP and TFTP)."""
+    from croft.serve.server import serve
+
+    serve(_site_root(ctx))
+
+
+@cli.group()
+def workflow() -> None:
+    """Workflows on croft serve: what a netbooting machine's agent runs (see docs/serve.md)."""
+
+
+def _admin(ctx: click.Context):  # type: ignore[no-untyped-def]
+    from croft.serve.client import AdminClient
+
+    return AdminClient(_load(ctx))
+
+
+def _print_workflow(data: dict[str, object]) -> None:
+    import time
+
+    def when(value: object) -> str:
+        return time.strftime("%H:%M:%S", time.localtime(float(value))) if isinstance(value, float) else "-"
+
+    click.echo(f"workflow {data['id']}: {data['machine']} ({data['template']}) {data['status']}")
+    if data.get("message"):
+        click.echo(f"  {data['message']}")
+    for action in data.get("actions", []):  # type: ignore[attr-defined]
+        duration = ""
+        if action["started_at"] and action["finished_at"]:
+            duration = f"{action['finished_at'] - action['started_at']:.1f} s"
+        exit_status = "" if action["exit_status"] is None else f"exit {action['exit_status']}"
+        click.echo(
+            f"  {action['task']}/{action['name']:<24} {action['status']:<9} {when(action['started_at'])} "
+            f"{duration:>8} {exit_status} {action['message']}".rstrip()
+        )
+
+
+@workflow.command("create")
+@click.argument("machine")
+@click.argument("template", required=False)
+@click.pass_context
+def workflow_create(ctx: click.Context, machine: str, template: str | None) -> None:
+    """Render TEMPLATE (default: the machine's hardware.workflow) for MACHINE and queue it."""
+    _print_workflow(
+        _admin(ctx).json("POST", "/admin/v1/workflows", {"machine": machine, "template": template})
+    )
+
+
+@workflow.command("list")
+@click.argument("machine", required=False)
+@click.pass_context
+def workflow_list(ctx: click.Context, machine: str | None) -> None:
+    """Every workflow (of MACHINE), oldest first."""
+    from urllib.parse import quote
+
+    from croft.ui import table
+
+    query = f"?machine={quote(machine)}" if machine else ""
+    rows = [
+        [str(w["id"]), w["machine"], w["template"], w["status"], w["message"]]
+        for w in _admin(ctx).json("GET", f"/admin/v1/workflows{query}")
+    ]
+    table(["id", "machine", "template", "status", "message"], rows)
+
+
+@workflow.command("show")
+@click.argument("workflow_id", type=int)
+@click.pass_context
+def workflow_show(ctx: click.Context, workflow_id: int) -> None:
+    """A workflow and each action's state, times, exit status and message."""
+    _print_workflow(_admin(ctx).json("GET", f"/admin/v1/workflows/{workflow_id}"))
+
+
+@workflow.command("logs")
+@click.argument("workflow_id", type=int)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing output until the workflow ends.")
+@click.pass_context
+def workflow_logs(ctx: click.Context, workflow_id: int, follow: bool) -> None:
+    """The output of a workflow's actions, as the agent streamed it."""
+    for line in _admin(ctx).lines(f"/admin/v1/workflows/{workflow_id}/logs{'?follow=1' if follow else ''}"):
+        click.echo(line, nl=False)
+
+
+@workflow.command("cancel")
+@click.argument("workflow_id", type=int)
+@click.pass_context
+def workflow_cancel(ctx: click.Context, workflow_id: int) -> None:
+    """Cancel a pending or running workflow (its machine stops netbooting)."""
+    _print_workflow(_admin(ctx).json("POST", f"/admin/v1/workflows/{workflow_id}/cancel"))
+
+
+@workflow.command("retry")
+@click.argument("workflow_id", type=int)
+@click.pass_context
+def workflow_retry(ctx: click.Context, workflow_id: int) -> None:
+    """Run a failed, timed out or cancelled workflow again from its first unsuccessful action."""
+    _print_workflow(_admin(ctx).json("POST", f"/admin/v1/workflows/{workflow_id}/retry"))

@@ -17,8 +17,10 @@ pytestmark = pytest.mark.images
 MAC = "52:54:00:78:00:10"
 
 
-def netboot(images: dict[str, ImageManifest], store: Store, lan: BootLan, workdir: Path, overlays: str) -> Machine:
-    kernel = images["kernel"].artifacts
+def netboot(
+    images: dict[str, ImageManifest], store: Store, lan: BootLan, workdir: Path, overlays: str
+) -> Machine:
+    kernel = images["initrd"].artifacts
     base = images["netboot"].artifacts["squashfs"].sha256
     machine = Machine(
         "netboot",

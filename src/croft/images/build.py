@@ -12,6 +12,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from croft.agent import bootconfig
 from croft.errors import CroftError, SiteError
 from croft.images import disk, initrd, kernel, overlay, rootfs, squashfs, templates
 from croft.images.store import Artifact, ImageManifest, Store
@@ -132,7 +133,7 @@ def _disk(
     initrd.build(linux, config.modules, "zstd", work, work / "initrd.img")
     disk.install_kernel(linux, config.modules, work / "initrd.img", root)
     artifacts: dict[str, Artifact] = {}
-    cmdline = disk.kernel_cmdline(config.cmdline)
+    cmdline = bootconfig.kernel_cmdline(config.cmdline)
     if "raw" in config.outputs:
         step(f"raw disk ({config.size}, GPT: ESP + ext4 root; BIOS and UEFI)")
         size = size_bytes(config.size)
@@ -206,6 +207,9 @@ def recipe_hash(image: Image, base: ImageManifest | None) -> str:
         digest.update(kernel.resolve(image.config.kernel).encode())
     if base is not None:
         digest.update(base.artifacts["squashfs"].sha256.encode())
+    if image.config.agent:
+        for code in sorted(overlay.AGENT_SOURCE.glob("*.py")):
+            digest.update(code.read_bytes())
     return digest.hexdigest()
 
 

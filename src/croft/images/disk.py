@@ -11,15 +11,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from croft.agent import bootconfig
 from croft.images.kernel import DEFAULT_MODULES, Kernel
 from croft.run import run
 
-ROOT_LABEL = "croft-root"
 ESP_MIB = 64
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
-SYSLINUX_GPT_MBR = Path("/usr/lib/syslinux/mbr/gptmbr.bin")
-SYSTEMD_BOOT = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 ZSTD = ["zstd", "-q", "-T0", "-6"]
 
 
@@ -39,11 +37,6 @@ def install_kernel(kernel: Kernel, modules: tuple[str, ...], initrd: Path, root:
     run(["depmod", "-b", root, kernel.version])
 
 
-def kernel_cmdline(extra: str) -> str:
-    # The serial console last: it becomes /dev/console, where installs and tests read the boot.
-    return f"root=PARTLABEL={ROOT_LABEL} rw console=tty0 console=ttyS0 {extra}".strip()
-
-
 def raw(root: Path, kernel: Kernel, size: int, cmdline: str, work: Path, output: Path) -> None:
     """A GPT disk of `size` bytes: the ESP (kernel, initrd, both bootloaders) and the root."""
     initrd = root / "boot" / f"initrd.img-{kernel.version}"
@@ -53,22 +46,14 @@ def raw(root: Path, kernel: Kernel, size: int, cmdline: str, work: Path, output:
     run(["mmd", *mtools, "::EFI", "::EFI/BOOT", "::loader", "::loader/entries"])
     config = work / "config"
     config.mkdir()
-    (config / "syslinux.cfg").write_text(
-        f"DEFAULT croft\nPROMPT 0\nTIMEOUT 0\nLABEL croft\n  LINUX /vmlinuz\n  INITRD /initrd.img\n"
-        f"  APPEND {cmdline}\n"
-    )
-    (config / "loader.conf").write_text("default croft.conf\ntimeout 0\n")
-    (config / "croft.conf").write_text(
-        f"title croft\nlinux /vmlinuz\ninitrd /initrd.img\noptions {cmdline}\n"
-    )
-    copies = [
+    copies: list[tuple[str | Path, str]] = [
         (kernel.vmlinuz, "::vmlinuz"),
         (initrd, "::initrd.img"),
-        (config / "syslinux.cfg", "::syslinux.cfg"),
-        (SYSTEMD_BOOT, "::EFI/BOOT/BOOTX64.EFI"),
-        (config / "loader.conf", "::loader/loader.conf"),
-        (config / "croft.conf", "::loader/entries/croft.conf"),
+        (bootconfig.SYSTEMD_BOOT, "::EFI/BOOT/BOOTX64.EFI"),
     ]
+    for name, content in bootconfig.esp_files(cmdline).items():
+        (config / name.replace("/", "_")).write_text(content)
+        copies.append((config / name.replace("/", "_"), f"::{name}"))
     for source, target in copies:
         run(["mcopy", *mtools, source, target])
     # BIOS: ldlinux.sys into the FAT; gptmbr.bin (below) boots the partition marked LegacyBIOSBootable.
@@ -82,18 +67,29 @@ def raw(root: Path, kernel: Kernel, size: int, cmdline: str, work: Path, output:
     layout = (
         "label: gpt\n"
         f"start=2048, size={ESP_MIB * 2048}, type={ESP_TYPE}, name=esp, attrs=LegacyBIOSBootable\n"
-        f"start={root_start // 512}, size={root_size // 512}, type={LINUX_TYPE}, name={ROOT_LABEL}\n"
+        f"start={root_start // 512}, size={root_size // 512}, type={LINUX_TYPE}, "
+        f"name={bootconfig.ROOT_LABEL}\n"
     )
     run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", output], input=layout)
     run(["dd", f"if={esp}", f"of={output}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"])
-    run(["dd", f"if={SYSLINUX_GPT_MBR}", f"of={output}", "bs=440", "count=1", "conv=notrunc", "status=none"])
+    run(
+        [
+            "dd",
+            f"if={bootconfig.SYSLINUX_GPT_MBR}",
+            f"of={output}",
+            "bs=440",
+            "count=1",
+            "conv=notrunc",
+            "status=none",
+        ]
+    )
     run(
         [
             "mkfs.ext4",
             "-q",
             "-F",
             "-L",
-            ROOT_LABEL,
+            bootconfig.ROOT_LABEL,
             "-d",
             root,
             # Written in place: the root partition's offset in the disk file, its size in KiB.

@@ -3,8 +3,10 @@ difference (overlayfs' upper directory) and packed small, without rebuilding the
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+from croft.errors import CroftError
 from croft.images import rootfs, squashfs
 from croft.images.initrd import pack_cpio
 from croft.site.model import ImageConfig
@@ -20,6 +22,8 @@ def build(config: ImageConfig, tree: Path, base_squashfs: Path, work: Path, outp
             if config.packages:
                 rootfs.install(merged, config.packages)
             rootfs.copy_tree(tree, merged)
+            if config.agent:
+                install_agent(merged)
             for command in config.commands:
                 rootfs.in_root(merged, command)
     rootfs.strip(upper)
@@ -27,3 +31,39 @@ def build(config: ImageConfig, tree: Path, base_squashfs: Path, work: Path, outp
         squashfs.pack(upper, output, config.compression)
     else:
         pack_cpio(upper, "gzip", output)
+
+
+AGENT_SOURCE = Path(__file__).parents[1] / "agent"
+AGENT_HOME = "usr/local/lib/croft-agent"
+AGENT_UNIT = """\
+[Unit]
+Description=croft provisioning agent (runs this machine's workflow)
+
+[Service]
+Environment=PYTHONPATH=/{home}
+ExecStart=/usr/bin/python3 -m croft_agent.agent
+# Its progress on the console too: the place to look at a machine being installed.
+StandardOutput=journal+console
+StandardError=journal+console
+# It exits 0 when the workflow is finished; anything else is worth another try.
+Restart=on-failure
+RestartSec=2
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def install_agent(root: Path) -> None:
+    """croft's agent (croft/agent/, standard library only) as the package croft_agent, started at boot."""
+    if not (root / "usr" / "bin" / "python3").exists():
+        raise CroftError("the agent needs python3: add it to the base's or the overlay's packages")
+    package = root / AGENT_HOME / "croft_agent"
+    package.mkdir(parents=True)
+    for source in sorted(AGENT_SOURCE.glob("*.py")):
+        shutil.copy2(source, package / source.name)
+    unit = root / "etc" / "systemd" / "system" / "croft-agent.service"
+    unit.write_text(AGENT_UNIT.format(home=AGENT_HOME))
+    wants = unit.parent / "multi-user.target.wants"
+    wants.mkdir(exist_ok=True)
+    (wants / unit.name).symlink_to(f"../{unit.name}")

@@ -38,6 +38,9 @@ class Machine:
     mac: str = "52:54:00:12:34:56"
     netns: str | None = None
     boot: Literal["disk", "network"] = "disk"
+    """network: netboot first, then the disk (as a machine being provisioned boots)."""
+    reboot: bool = False
+    """Let the guest reboot (else a reboot ends QEMU, which is what a single boot test wants)."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -47,7 +50,9 @@ class Machine:
     def argv(self, accel: str) -> list[str]:
         argv = ["qemu-system-x86_64", "-name", self.name, "-m", str(self.memory_mb), "-smp", str(self.cpus)]
         # thread=multi: one host thread per guest CPU under TCG.
-        argv += ["-accel", "tcg,thread=multi" if accel == "tcg" else "kvm", "-nographic", "-no-reboot"]
+        argv += ["-accel", "tcg,thread=multi" if accel == "tcg" else "kvm", "-nographic"]
+        if not self.reboot:
+            argv.append("-no-reboot")
         argv += ["-serial", f"file:{self.console}", "-monitor", "none"]
         if self.firmware == "uefi":
             vars_file = self.workdir / f"{self.name}.OVMF_VARS.fd"
@@ -68,7 +73,7 @@ class Machine:
             argv += ["-device", f"virtio-net-pci,netdev=n0,mac={self.mac}"]
         else:
             argv += ["-nic", "none"]
-        argv += ["-boot", "n" if self.boot == "network" else "c"]
+        argv += ["-boot", "order=nc" if self.boot == "network" else "order=c"]
         return argv
 
     def start(self) -> None:

@@ -8,7 +8,7 @@ import re
 from croft.build.sources import walk_whole
 from croft.errors import Problem
 from croft.site.model import Image, ImageConfig
-from croft.site.tomlfile import locate
+from croft.site.tomlfile import Reporter
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # Debian policy 5.6.1: lower case letters, digits, + - . ; at least two characters.
@@ -20,7 +20,7 @@ _SIZE = re.compile(r"^(\d+)([MG])$")
 # The fields each kind reads; any other field set to a non-default value is a mistake.
 FIELDS = {
     "base": {"suite", "mirror", "packages", "commands", "compression"},
-    "overlay": {"base", "packages", "commands", "compression", "format"},
+    "overlay": {"base", "packages", "commands", "compression", "format", "agent"},
     "initrd": {"kernel", "modules", "compression"},
     "disk": {"suite", "mirror", "packages", "commands", "kernel", "modules", "size", "outputs", "cmdline"},
 }
@@ -33,19 +33,6 @@ def size_bytes(size: str) -> int:
     return int(match.group(1)) << (20 if match.group(2) == "M" else 30)
 
 
-class _Reporter:
-    """Problems of one recipe, located in its file."""
-
-    def __init__(self, image: Image, problems: list[Problem]) -> None:
-        self.file, self.text, self.problems = image.file, image.file.read_text(), problems
-
-    def __call__(self, field: str, message: str, hint: str | None = None, index: int | None = None) -> None:
-        loc = (field,) if index is None else (field, index)
-        self.problems.append(
-            Problem(self.file, message, line=locate(self.text, loc), field=".".join(map(str, loc)), hint=hint)
-        )
-
-
 def check_images(images: dict[str, Image], problems: list[Problem]) -> None:
     for image in images.values():
         if not _NAME.match(image.name):
@@ -56,8 +43,7 @@ def check_images(images: dict[str, Image], problems: list[Problem]) -> None:
                     hint="use lower-case letters, digits and '-', e.g. netboot-base.toml",
                 )
             )
-        _check_recipe(image.config, images, _Reporter(image, problems))
-
+        _check_recipe(image.config, images, Reporter(image.file, problems))
 
 
 def check_image_trees(images: dict[str, Image]) -> list[Problem]:
@@ -78,7 +64,7 @@ def check_image_trees(images: dict[str, Image]) -> list[Problem]:
     return problems
 
 
-def _check_recipe(config: ImageConfig, images: dict[str, Image], problem: _Reporter) -> None:
+def _check_recipe(config: ImageConfig, images: dict[str, Image], problem: Reporter) -> None:
     used = FIELDS[config.kind]
     for item in dataclasses.fields(config):
         if (
@@ -87,39 +73,43 @@ def _check_recipe(config: ImageConfig, images: dict[str, Image], problem: _Repor
             and getattr(config, item.name) != getattr(_DEFAULTS, item.name)
         ):
             problem(
-                item.name,
+                (item.name,),
                 f"does not apply to a {config.kind} image",
                 f"a {config.kind} image reads: {', '.join(sorted(used))}",
             )
     for index, package in enumerate(config.packages):
         if not _PACKAGE.match(package):
-            problem("packages", f"{package!r} is not a Debian package name", index=index)
+            problem(("packages", index), f"{package!r} is not a Debian package name")
     for index, module in enumerate(config.modules):
         if not _MODULE.match(module):
-            problem("modules", f"{module!r} is not a kernel module name", 'e.g. "nvme"', index)
+            problem(("modules", index), f"{module!r} is not a kernel module name", 'e.g. "nvme"')
     if not _SUITE.match(config.suite):
-        problem("suite", f"{config.suite!r} is not a Debian suite", 'e.g. suite = "bookworm"')
+        problem(("suite",), f"{config.suite!r} is not a Debian suite", 'e.g. suite = "bookworm"')
     if not config.mirror.startswith(("http://", "https://")):
         problem(
-            "mirror",
+            ("mirror",),
             f"{config.mirror!r} is not an http(s) URL",
             'e.g. mirror = "http://deb.debian.org/debian"',
         )
     if not _PACKAGE.match(config.kernel):
         problem(
-            "kernel", f"{config.kernel!r} is not a Debian package name", 'e.g. kernel = "linux-image-amd64"'
+            ("kernel",),
+            f"{config.kernel!r} is not a Debian package name",
+            'e.g. kernel = "linux-image-amd64"',
         )
     if config.kind == "disk":
         if not _SIZE.match(config.size):
-            problem("size", f"{config.size!r} is not a size", 'megabytes or gigabytes, e.g. size = "2G"')
+            problem(("size",), f"{config.size!r} is not a size", 'megabytes or gigabytes, e.g. size = "2G"')
         elif size_bytes(config.size) < 256 << 20:
-            problem("size", f"{config.size} is too small for a disk image", "use at least 256M")
+            problem(("size",), f"{config.size} is too small for a disk image", "use at least 256M")
         if not config.outputs:
-            problem("outputs", "names no output", 'e.g. outputs = ["raw", "tar", "btrfs"]')
+            problem(("outputs",), "names no output", 'e.g. outputs = ["raw", "tar", "btrfs"]')
     if config.kind == "overlay":
         if config.base is None:
-            problem("base", "an overlay needs the base image it goes on", 'e.g. base = "netboot"')
+            problem(("base",), "an overlay needs the base image it goes on", 'e.g. base = "netboot"')
         elif config.base not in images or images[config.base].config.kind != "base":
             bases = sorted(name for name, other in images.items() if other.config.kind == "base")
             declare = 'none: declare one with kind = "base"'
-            problem("base", f"no base image {config.base!r}", f"name one of: {', '.join(bases) or declare}")
+            problem(
+                ("base",), f"no base image {config.base!r}", f"name one of: {', '.join(bases) or declare}"
+            )

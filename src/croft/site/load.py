@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from croft.build.manifest import UNIT_DIR
 from croft.errors import Problem, SiteError
+from croft.site.hardware import check_hardware, check_serve
 from croft.site.images import check_images
 from croft.site.model import (
     OWNED_ROOT,
@@ -38,7 +39,7 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # What a layer (or a machine's own tree) may hold at its top: the file tree under usr/, and
 # croft's own declarations.
 LAYER_RESERVED = {"layer.toml", "services"}
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 
 
 # croft's own code that the cached site depends on: what it generates for services and names.
@@ -49,7 +50,8 @@ _GENERATORS = [
 
 def _config_files(root: Path) -> list[Path]:
     """The files whose content decides the site model (not the file trees)."""
-    files = [root / "site.toml", root / "machines", root / "layers", root / "images", *_GENERATORS]
+    files = [root / "site.toml", root / "machines", root / "layers", root / "images", root / "workflows"]
+    files += _GENERATORS
     for folder in ("machines", "layers", "images"):
         try:
             entries = os.scandir(root / folder)
@@ -266,6 +268,15 @@ def _load(root: Path) -> Site:
         if image_config is not None:
             images[path.stem] = Image(path.stem, path, image_config, path.with_suffix(""))
     check_images(images, problems)
+    if config is not None and config.serve is not None:
+        check_serve(config.serve, root / "site.toml", images, problems)
+    workflows = {path.stem for path in (root / "workflows").glob("*.yaml")}
+    check_hardware(
+        {name: (machine.file, machine.config) for name, machine in machines.items()},
+        config.serve if config is not None else None,
+        workflows,
+        problems,
+    )
 
     dns = config.dns if config is not None else None
     # (A machine whose own file is invalid is reported as such, not again here.)

@@ -51,6 +51,47 @@ class DnsConfig:
 
 
 @dataclass(frozen=True)
+class NetbootConfig:
+    """What a netbooting machine runs: images from images/ (see docs/images.md)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    initrd: str = "initrd"
+    """An initrd image: the kernel and croft's initrd."""
+    base: str = "netboot"
+    """A base image: the squashfs root."""
+    overlays: tuple[str, ...] = ("agent",)
+    """Overlay images stacked on the base, in order; one carries croft's agent."""
+    cmdline: str = "console=tty0 console=ttyS0"
+    """Kernel arguments besides croft's own."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """`croft serve`: PXE (dnsmasq), iPXE scripts, artifacts, metadata and workflows."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    address: str
+    """The server's address on the provisioning LAN; machines fetch everything from it."""
+    interface: str
+    """The interface on that LAN dnsmasq answers on."""
+    network: str
+    """The provisioning LAN, e.g. "192.168.1.0/24"; every machine's address must be in it."""
+    mode: Literal["proxy", "full"] = "proxy"
+    """proxy: proxyDHCP beside the LAN's router (which keeps handing out addresses); full: croft
+    is the DHCP server and gives each known machine its address."""
+    http_port: int = 8080
+    discovery: bool = False
+    """Answer unknown machines too (they boot the netboot environment and wait for a workflow)."""
+    database_url: str | None = None
+    """Where workflow state lives: default SQLite in .croft/serve/; or postgresql://..."""
+    gateway: str | None = None
+    """full mode: the router handed to machines (default: none)."""
+    dns: tuple[str, ...] = ()
+    """full mode: DNS servers handed to machines."""
+    netboot: NetbootConfig = field(default_factory=NetbootConfig)
+
+
+@dataclass(frozen=True)
 class SiteConfig:
     """site.toml"""
 
@@ -60,7 +101,45 @@ class SiteConfig:
     ssh: SshConfig = field(default_factory=SshConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     dns: DnsConfig | None = None
+    serve: ServeConfig | None = None
     vars: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InterfaceConfig:
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    mac: str
+    ip: str | None = None
+    """The address with its prefix, e.g. "10.77.0.21/24"."""
+    gateway: str | None = None
+    dns: tuple[str, ...] = ()
+    hostname: str | None = None
+
+
+@dataclass(frozen=True)
+class MetadataConfig:
+    """What the machine's metadata (EC2 and NoCloud shapes) serves it."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    user_data: str | None = None
+    ssh_keys: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """A machine croft provisions: how to recognise it on the LAN and what it is."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    interfaces: tuple[InterfaceConfig, ...]
+    arch: Literal["x86_64", "aarch64"] = "x86_64"
+    firmware: Literal["bios", "uefi"] = "bios"
+    disks: tuple[str, ...] = ("/dev/sda",)
+    allow_netboot: bool = True
+    allow_workflow: bool = True
+    workflow: str | None = None
+    """The workflow template `croft workflow create MACHINE` uses when none is named."""
+    metadata: MetadataConfig = field(default_factory=MetadataConfig)
 
 
 @dataclass(frozen=True)
@@ -72,6 +151,7 @@ class MachineConfig:
     layers: tuple[str, ...] = ()
     ssh: SshConfig = field(default_factory=SshConfig)
     vars: dict[str, Any] = field(default_factory=dict)
+    hardware: HardwareConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -174,6 +254,8 @@ class ImageConfig:
     """Packages installed on top of debootstrap's minbase (base, disk) or on the base (overlay)."""
     base: str | None = None
     """overlay: the base image it goes on."""
+    agent: bool = False
+    """overlay: install croft's provisioning agent (and start it at boot)."""
     commands: tuple[str, ...] = ()
     """Shell commands run in the image's root after its packages and files (base, overlay, disk)."""
     compression: Literal["zstd", "xz", "gzip"] = "zstd"

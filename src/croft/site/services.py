@@ -7,7 +7,7 @@ from pathlib import Path
 
 from croft.errors import Problem
 from croft.site.model import OWNED_ROOT, ServiceConfig
-from croft.site.tomlfile import locate
+from croft.site.tomlfile import Reporter
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _UNIT = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.service$")
@@ -18,36 +18,17 @@ _LISTEN = re.compile(r"^((\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d{1,5})$"
 PERIODS = ("hourly", "daily")
 
 
-class _Reporter:
+def _reporter(layer: Path, name: str, problems: list[Problem]) -> Reporter:
     """Problems of one service, located in the file that declares it."""
-
-    def __init__(self, layer: Path, name: str, problems: list[Problem]) -> None:
-        own_file = layer / "services" / f"{name}.toml"
-        self.prefix: tuple[str, ...]
-        if own_file.exists():
-            self.file, self.prefix = own_file, ()
-        else:
-            self.file, self.prefix = layer / "layer.toml", ("services", name)
-        self.text = self.file.read_text() if self.file.exists() else ""
-        self.name = name
-        self.problems = problems
-
-    def __call__(self, loc: tuple[str | int, ...], message: str, hint: str | None = None) -> None:
-        full = (*self.prefix, *loc)
-        self.problems.append(
-            Problem(
-                self.file,
-                f"service {self.name!r}: {message}",
-                line=locate(self.text, full),
-                field=".".join(str(part) for part in full) or None,
-                hint=hint,
-            )
-        )
+    own_file = layer / "services" / f"{name}.toml"
+    if own_file.exists():
+        return Reporter(own_file, problems, label=f"service {name!r}: ")
+    return Reporter(layer / "layer.toml", problems, prefix=("services", name), label=f"service {name!r}: ")
 
 
 def check_services(layer: Path, services: dict[str, ServiceConfig], problems: list[Problem]) -> None:
     for name, service in services.items():
-        problem = _Reporter(layer, name, problems)
+        problem = _reporter(layer, name, problems)
         if not _NAME.match(name):
             problem((), "not a valid service name", "use lower-case letters, digits and '-'")
         if service.unit is not None and not _UNIT.match(service.unit):
@@ -69,33 +50,51 @@ def check_services(layer: Path, services: dict[str, ServiceConfig], problems: li
         for key in ("state", "writable"):
             for index, directory in enumerate(getattr(service, key)):
                 if not directory.startswith("/") or directory.rstrip("/") in ("", "/usr", f"/{OWNED_ROOT}"):
-                    problem((key, index), f"{directory!r} is not a directory the service can own",
-                            'use an absolute path such as "/var/lib/nginx"')
+                    problem(
+                        (key, index),
+                        f"{directory!r} is not a directory the service can own",
+                        'use an absolute path such as "/var/lib/nginx"',
+                    )
         for period, count in service.snapshots.items():
             if period not in PERIODS:
-                problem(("snapshots", period), f"unknown snapshot period {period!r}",
-                        f"use {' or '.join(PERIODS)}, e.g. snapshots = {{ hourly = 24, daily = 7 }}")
+                problem(
+                    ("snapshots", period),
+                    f"unknown snapshot period {period!r}",
+                    f"use {' or '.join(PERIODS)}, e.g. snapshots = {{ hourly = 24, daily = 7 }}",
+                )
             elif count < 1:
                 problem(("snapshots", period), "keeps at least 1 snapshot")
         if service.snapshots and not service.state:
-            problem(("snapshots",), "has snapshots but no state to take them of",
-                    'declare its state, e.g. state = ["/var/lib/app"]')
+            problem(
+                ("snapshots",),
+                "has snapshots but no state to take them of",
+                'declare its state, e.g. state = ["/var/lib/app"]',
+            )
         if service.socket is not None:
             for index, address in enumerate(service.socket.listen):
                 match = _LISTEN.match(address)
                 if match is None or not 0 < int(match.group(4)) < 65536:
-                    problem(("socket", "listen", index), f"{address!r} is not a port or ADDRESS:PORT",
-                            'e.g. "80", "0.0.0.0:80" or "[::]:443"')
+                    problem(
+                        ("socket", "listen", index),
+                        f"{address!r} is not a port or ADDRESS:PORT",
+                        'e.g. "80", "0.0.0.0:80" or "[::]:443"',
+                    )
             if not 0 < service.socket.target < 65536:
                 problem(("socket", "target"), f"{service.socket.target} is not a port")
             if not _TIMESPAN.match(service.socket.idle_timeout):
-                problem(("socket", "idle_timeout"), f"{service.socket.idle_timeout!r} is not a time span",
-                        'e.g. "30s" or "5min"')
+                problem(
+                    ("socket", "idle_timeout"),
+                    f"{service.socket.idle_timeout!r} is not a time span",
+                    'e.g. "30s" or "5min"',
+                )
         if service.limits.memory is not None and not _SIZE.match(service.limits.memory):
             problem(("limits", "memory"), f"{service.limits.memory!r} is not a size", 'e.g. "256M" or "2G"')
         if service.limits.cpu is not None and not _PERCENT.match(service.limits.cpu):
-            problem(("limits", "cpu"), f"{service.limits.cpu!r} is not a percentage",
-                    'e.g. "50%" (half a CPU) or "200%" (two)')
+            problem(
+                ("limits", "cpu"),
+                f"{service.limits.cpu!r} is not a percentage",
+                'e.g. "50%" (half a CPU) or "200%" (two)',
+            )
         if service.container is not None:
             if not service.container.rootfs.lstrip("/").startswith(f"{OWNED_ROOT}/"):
                 problem(

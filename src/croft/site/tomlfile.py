@@ -67,3 +67,25 @@ def locate(text: str, loc: tuple[str | int, ...]) -> int | None:
             if depth == len(wanted):
                 break
     return best_line
+
+
+class Reporter:
+    """Problems found in one TOML file, each located at the line of the key it is about."""
+
+    def __init__(
+        self, file: Path, problems: list[Problem], *, prefix: tuple[str, ...] = (), label: str = ""
+    ) -> None:
+        self.file, self.problems, self.prefix, self.label = file, problems, prefix, label
+        self.text = file.read_text() if file.exists() else ""
+
+    def __call__(self, loc: tuple[str | int, ...], message: str, hint: str | None = None) -> None:
+        full = (*self.prefix, *loc)
+        self.problems.append(
+            Problem(
+                self.file,
+                f"{self.label}{message}",
+                line=locate(self.text, full),
+                field=".".join(str(part) for part in full) or None,
+                hint=hint,
+            )
+        )

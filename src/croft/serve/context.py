@@ -1,0 +1,58 @@
+"""What a workflow template is rendered with, and the netboot environment's artifacts."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from croft.errors import CroftError
+from croft.images.build import store_for
+from croft.site.model import Machine, Site
+
+
+def artifact_url(server_url: str, digest: str) -> str:
+    """An artifact's URL, with the digest its downloader checks (croft's initrd, the agent)."""
+    return f"{server_url}/artifacts/{digest}#sha256={digest}"
+
+
+def images(site: Site, server_url: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """image -> artifact role -> {url, sha256, size, ...} for every built image."""
+    store = store_for(site)
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for name in site.images:
+        manifest = store.manifest(name)
+        if manifest is None:
+            continue
+        found[name] = {
+            role: {"url": artifact_url(server_url, a.sha256), "sha256": a.sha256, "size": a.size, **a.extra}
+            for role, a in manifest.artifacts.items()
+        }
+    return found
+
+
+def workflow_context(site: Site, machine: Machine, server_url: str) -> dict[str, Any]:
+    hardware = machine.config.hardware
+    assert hardware is not None
+    return {
+        "machine": {"name": machine.name, "address": machine.address},
+        "hardware": dataclasses.asdict(hardware),
+        "metadata": dataclasses.asdict(hardware.metadata),
+        "vars": site.variables(machine),
+        "server": server_url,
+        "images": images(site, server_url),
+    }
+
+
+def netboot_artifacts(site: Site, server_url: str) -> tuple[str, str, list[str]]:
+    """(kernel URL, initrd URL, [base URL, overlay URLs...]) from the built images [serve.netboot] names."""
+    assert site.config.serve is not None
+    netboot = site.config.serve.netboot
+    built = images(site, server_url)
+    missing = [name for name in (netboot.initrd, netboot.base, *netboot.overlays) if name not in built]
+    if missing:
+        raise CroftError(f"images not built: {', '.join(missing)} (run `croft image build`)")
+    layers = [built[netboot.base]["squashfs"]["url"]]
+    for overlay in netboot.overlays:
+        (artifact,) = built[overlay].values()
+        layers.append(artifact["url"])
+    return built[netboot.initrd]["kernel"]["url"], built[netboot.initrd]["initrd"]["url"], layers

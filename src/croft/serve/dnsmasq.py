@@ -1,0 +1,150 @@
+"""dnsmasq, configured and supervised by croft serve: DHCP (full) or proxyDHCP beside the LAN's
+router (proxy), TFTP for the iPXE binaries, and boot files only for the machines that should
+netboot now (a known MAC with allow_netboot and a workflow to run; any MAC with discovery).
+
+The per-machine part lives in a hosts file that dnsmasq re-reads on SIGHUP, so a workflow
+starting or ending changes who netboots without a restart.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from croft.run import spawn
+from croft.serve.inventory import Inventory
+from croft.site.model import ServeConfig
+
+IPXE_DIR = Path("/usr/lib/ipxe")
+# Client architecture (DHCP option 93) -> the iPXE binary it chainloads. arm64 machines need an
+# snp.efi built for arm64, which Debian's ipxe package (x86 only) does not ship.
+IPXE_BINARIES = {"bios": "undionly.kpxe", "efi-x86_64": "ipxe.efi"}
+
+
+def prepare_tftp(root: Path) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for name in IPXE_BINARIES.values():
+        shutil.copy2(IPXE_DIR / name, root / name)
+
+
+def config(serve: ServeConfig, state: Path, boot_url: str) -> str:
+    """The main configuration (changes only with [serve]): written once, read at start."""
+    network = ipaddress.ip_network(serve.network)
+    lines = [
+        "# Written by croft serve; changes are lost on its next start.",
+        "port=0",  # no DNS: croft only netboots
+        f"interface={serve.interface}",
+        "bind-interfaces",
+        f"dhcp-hostsfile={state / 'dnsmasq.hosts'}",
+        f"dhcp-leasefile={state / 'dnsmasq.leases'}",
+        "enable-tftp",
+        f"tftp-root={state / 'tftp'}",
+        "log-dhcp",
+        # Who is asking: iPXE already (option 175), or a firmware's PXE ROM for BIOS or UEFI.
+        "dhcp-match=set:ipxe,175",
+        "dhcp-match=set:efi-x86_64,option:client-arch,7",
+        "dhcp-match=set:efi-x86_64,option:client-arch,9",
+        # iPXE: skip its wait for a ProxyDHCP answer (~2 s per boot).
+        "dhcp-option=encap:175,176,1b",
+    ]
+    # Machines that should netboot carry the tag `netboot` (from the hosts file); with discovery
+    # every machine does.
+    wanted = "" if serve.discovery else "tag:netboot,"
+    if serve.mode == "full":
+        mask = network.netmask
+        # static: addresses only for machines in the hosts file; discovery adds a pool.
+        if serve.discovery:
+            hosts = list(network.hosts())
+            pool = hosts[len(hosts) // 2 :]
+            lines.append(f"dhcp-range={pool[0]},{pool[-1]},{mask},1h")
+        else:
+            lines.append(f"dhcp-range={network.network_address},static,{mask},1h")
+        if serve.gateway:
+            lines.append(f"dhcp-option=option:router,{serve.gateway}")
+        else:
+            lines.append("dhcp-option=option:router")  # none: do not offer ourselves
+        if serve.dns:
+            lines.append(f"dhcp-option=option:dns-server,{','.join(serve.dns)}")
+        lines += [
+            # A client already in iPXE gets the script's URL, so it never chainloads itself again.
+            f"dhcp-boot={wanted}tag:ipxe,{boot_url}",
+            f"dhcp-boot={wanted}tag:!ipxe,tag:efi-x86_64,{IPXE_BINARIES['efi-x86_64']}",
+            f"dhcp-boot={wanted}tag:!ipxe,tag:!efi-x86_64,{IPXE_BINARIES['bios']}",
+        ]
+    else:
+        lines += [
+            f"dhcp-range={network.network_address},proxy,{network.netmask}",
+            f"pxe-service={wanted}tag:ipxe,x86PC,croft,{boot_url}",
+            f"pxe-service={wanted}tag:ipxe,X86-64_EFI,croft,{boot_url}",
+            f"pxe-service={wanted}tag:!ipxe,x86PC,croft,{IPXE_BINARIES['bios'].removesuffix('.kpxe')}",
+            f"pxe-service={wanted}tag:!ipxe,X86-64_EFI,croft,{IPXE_BINARIES['efi-x86_64']}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def hosts(inventory: Inventory, netbooting: set[str], full: bool) -> str:
+    """dhcp-hostsfile lines: every known MAC (with its address in full mode), tagged `netboot`
+    when that machine should netboot now."""
+    lines = []
+    for mac, known in sorted(inventory.by_mac.items()):
+        fields = [mac]
+        if known.machine.name in netbooting:
+            fields.append("set:netboot")
+        if full and known.ip is not None:
+            fields += [known.ip, known.hostname]
+        lines.append(",".join(fields))
+    return "\n".join(lines) + "\n"
+
+
+class Dnsmasq:
+    """One dnsmasq process: started, told to re-read its hosts file, restarted if it dies."""
+
+    def __init__(self, state: Path, serve: ServeConfig, boot_url: str, netns: str | None = None) -> None:
+        self.state = state
+        self.conf = state / "dnsmasq.conf"
+        self.hosts_file = state / "dnsmasq.hosts"
+        self.log = state / "dnsmasq.log"
+        self.netns = netns
+        self.process: subprocess.Popen[bytes] | None = None
+        prepare_tftp(state / "tftp")
+        self.conf.write_text(config(serve, state, boot_url))
+        if not self.hosts_file.exists():
+            self.hosts_file.write_text("")
+
+    def start(self) -> None:
+        argv = ["dnsmasq", "--keep-in-foreground", "--log-facility=-", f"--conf-file={self.conf}"]
+        if self.netns:
+            argv = ["ip", "netns", "exec", self.netns, *argv]
+        self.process = spawn(argv, stderr=self.log.open("ab"))
+
+    def update_hosts(self, text: str) -> bool:
+        """Write the hosts file and make dnsmasq re-read it, if it changed."""
+        if self.hosts_file.read_text() == text:
+            return False
+        partial = self.hosts_file.with_suffix(".partial")
+        partial.write_text(text)
+        partial.replace(self.hosts_file)
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGHUP)
+        return True
+
+    def ensure_running(self) -> str | None:
+        """Restart dnsmasq if it exited; returns why, for the server's log."""
+        if self.process is not None and self.process.poll() is not None:
+            code = self.process.returncode
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] if self.log.exists() else []
+            self.start()
+            return f"dnsmasq exited {code} ({' '.join(tail)}); restarted"
+        return None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

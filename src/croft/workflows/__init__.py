@@ -1,0 +1,1 @@
+"""Workflows: templates in the site's workflows/ folder, rendered per machine, and their state."""
