@@ -8,6 +8,7 @@ starting or ending changes who netboots without a restart.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import shutil
 import signal
@@ -19,6 +20,7 @@ from croft.serve.inventory import Inventory
 from croft.site.model import ServeConfig
 
 IPXE_DIR = Path("/usr/lib/ipxe")
+RUNTIME = Path("/run/croft/serve")
 # Client architecture (DHCP option 93) -> the iPXE binary it chainloads. arm64 machines need an
 # snp.efi built for arm64, which Debian's ipxe package (x86 only) does not ship.
 IPXE_BINARIES = {"bios": "undionly.kpxe", "efi-x86_64": "ipxe.efi"}
@@ -30,7 +32,7 @@ def prepare_tftp(root: Path) -> None:
         shutil.copy2(IPXE_DIR / name, root / name)
 
 
-def config(serve: ServeConfig, state: Path, boot_url: str) -> str:
+def config(serve: ServeConfig, runtime: Path, boot_url: str) -> str:
     """The main configuration (changes only with [serve]): written once, read at start."""
     network = ipaddress.ip_network(serve.network)
     lines = [
@@ -38,10 +40,10 @@ def config(serve: ServeConfig, state: Path, boot_url: str) -> str:
         "port=0",  # no DNS: croft only netboots
         f"interface={serve.interface}",
         "bind-interfaces",
-        f"dhcp-hostsfile={state / 'dnsmasq.hosts'}",
-        f"dhcp-leasefile={state / 'dnsmasq.leases'}",
+        f"dhcp-hostsfile={runtime / 'hosts'}",
+        f"dhcp-leasefile={runtime / 'leases'}",
         "enable-tftp",
-        f"tftp-root={state / 'tftp'}",
+        f"tftp-root={runtime / 'tftp'}",
         "log-dhcp",
         # Who is asking: iPXE already (option 175), or a firmware's PXE ROM for BIOS or UEFI.
         "dhcp-match=set:ipxe,175",
@@ -102,22 +104,24 @@ def hosts(inventory: Inventory, netbooting: set[str], full: bool) -> str:
 class Dnsmasq:
     """One dnsmasq process: started, told to re-read its hosts file, restarted if it dies."""
 
-    def __init__(self, state: Path, serve: ServeConfig, boot_url: str, netns: str | None = None) -> None:
-        self.state = state
+    def __init__(self, state: Path, serve: ServeConfig, boot_url: str) -> None:
         self.conf = state / "dnsmasq.conf"
-        self.hosts_file = state / "dnsmasq.hosts"
         self.log = state / "dnsmasq.log"
-        self.netns = netns
+        # What dnsmasq reads after dropping its privileges (TFTP files, the hosts file on SIGHUP)
+        # must be readable by its unprivileged user, wherever the site lives (/root is 0700).
+        runtime = RUNTIME / hashlib.sha256(str(state).encode()).hexdigest()[:12]
+        for directory in (*reversed(runtime.parents[:2]), runtime):
+            directory.mkdir(mode=0o755, exist_ok=True)
+            directory.chmod(0o755)
+        self.hosts_file = runtime / "hosts"
         self.process: subprocess.Popen[bytes] | None = None
-        prepare_tftp(state / "tftp")
-        self.conf.write_text(config(serve, state, boot_url))
+        prepare_tftp(runtime / "tftp")
+        self.conf.write_text(config(serve, runtime, boot_url))
         if not self.hosts_file.exists():
             self.hosts_file.write_text("")
 
     def start(self) -> None:
         argv = ["dnsmasq", "--keep-in-foreground", "--log-facility=-", f"--conf-file={self.conf}"]
-        if self.netns:
-            argv = ["ip", "netns", "exec", self.netns, *argv]
         self.process = spawn(argv, stderr=self.log.open("ab"))
 
     def update_hosts(self, text: str) -> bool:

@@ -42,15 +42,20 @@ def _split_key(key: str) -> list[str]:
 def locate(text: str, loc: tuple[str | int, ...]) -> int | None:
     """The line (1-based) where the value at `loc` is written, or its nearest enclosing table.
 
-    Enough of TOML for error messages: table headers, dotted and quoted keys.
+    Enough of TOML for error messages: table headers, arrays of tables (`[[x]]`, located by
+    their index), dotted and quoted keys.
     """
-    wanted = [str(part) for part in loc if not isinstance(part, int)]
+    wanted = [str(part) for part in loc]
     best_line, best_depth = None, 0
     table: list[str] = []
+    arrays: dict[tuple[str, ...], int] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         header = _HEADER.match(line)
         if header:
             table = _split_key(header.group(1))
+            if line.lstrip().startswith("[["):
+                arrays[tuple(table)] = arrays.get(tuple(table), -1) + 1
+                table = [*table, str(arrays[tuple(table)])]
             path = table
         else:
             key = _KEY.match(line)
