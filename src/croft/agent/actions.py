@@ -6,8 +6,11 @@ says what went wrong. See docs/workflows.md for every parameter.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shlex
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -119,9 +122,22 @@ def mounted(device: str, fstype: str | None = None) -> Iterator[str]:
 
 
 def reread_partitions(disk: str) -> None:
+    """Make the kernel read the new partition table, and see that each partition has its node."""
     subprocess.run(["sync"])
     subprocess.run(["blockdev", "--rereadpt", disk])
-    subprocess.run(["udevadm", "settle"])
+    # The kernel can decline a re-read (a loop device, a partition still open) while returning
+    # success; partx adds and removes the partitions one by one instead.
+    subprocess.run(["partx", "--update", disk], capture_output=True)
+    if shutil.which("udevadm"):
+        subprocess.run(["udevadm", "settle"])
+    # Without udev, and on a static /dev, nobody makes the nodes: make them from sysfs.
+    name = os.path.basename(os.path.realpath(disk))
+    for entry in sorted(os.listdir(f"/sys/class/block/{name}")):
+        dev_file = f"/sys/class/block/{name}/{entry}/dev"
+        if entry.startswith(name) and os.path.exists(dev_file) and not os.path.exists(f"/dev/{entry}"):
+            with open(dev_file) as file:
+                major, minor = map(int, file.read().split(":"))
+            os.mknod(f"/dev/{entry}", 0o660 | stat.S_IFBLK, os.makedev(major, minor))
 
 
 def partition_path(disk: str, number: int) -> str:
@@ -155,16 +171,21 @@ def wipe_disk() -> None:
 
 
 def partition() -> None:
-    """DEST_DISK, LAYOUT (an sfdisk script; default: GPT with a 512 MiB ESP and a root)."""
+    """DEST_DISK, LAYOUT (an sfdisk script; default: GPT with a 512 MiB ESP and a root named
+    croft-root). A partition named esp gets a FAT filesystem (the bootloaders' home)."""
     disk = param("DEST_DISK")
     layout = param(
         "LAYOUT",
         "label: gpt\n"
         "size=512MiB, type=uefi, name=esp, attrs=LegacyBIOSBootable\n"
-        "type=linux, name=croft-root\n",
+        f"type=linux, name={bootconfig.ROOT_LABEL}\n",
     )
-    sh("sfdisk", "--wipe", "always", disk, input=layout.encode())
+    sh("sfdisk", "--wipe", "always", "--wipe-partitions", "always", disk, input=layout.encode())
     reread_partitions(disk)
+    table = json.loads(sh("sfdisk", "--json", disk))["partitiontable"]
+    for entry in table.get("partitions", []):
+        if entry.get("name") == "esp":
+            sh("mkfs.vfat", "-F", "32", "-n", "ESP", entry["node"])
 
 
 def image_to_disk() -> None:
@@ -235,27 +256,17 @@ def install_bootloader() -> None:
     esp = resolve_partition(param("ESP_PARTITION", partition_path(disk, 1)))
     root_device = resolve_partition(param("ROOT_PARTITION", partition_path(disk, 2)))
     cmdline = param("CMDLINE", bootconfig.kernel_cmdline())
-    with mounted(root_device) as root:
+    with mounted(root_device) as root, tempfile.TemporaryDirectory() as scratch:
         boot = os.path.join(root, "boot")
         kernels = sorted(name for name in os.listdir(boot) if name.startswith("vmlinuz-"))
         if not kernels:
             raise ActionError(f"no kernel in {root_device}:/boot")
         version = kernels[-1].removeprefix("vmlinuz-")
-        with open(os.path.join(boot, kernels[-1]), "rb") as file:
-            kernel = file.read()
-        with open(os.path.join(boot, f"initrd.img-{version}"), "rb") as file:
-            initrd = file.read()
-    with mounted(esp, "vfat") as target:
-        os.makedirs(os.path.join(target, "EFI", "BOOT"), exist_ok=True)
-        os.makedirs(os.path.join(target, "loader", "entries"), exist_ok=True)
-        with open(bootconfig.SYSTEMD_BOOT, "rb") as file:
-            efi = file.read()
-        files = {name: content.encode() for name, content in bootconfig.esp_files(cmdline).items()}
-        files |= {"vmlinuz": kernel, "initrd.img": initrd, "EFI/BOOT/BOOTX64.EFI": efi}
-        for name, content in files.items():
-            with open(os.path.join(target, name), "wb") as file:
-                file.write(content)
-    sh("syslinux", "--install", esp)
+        # Copied out: the root is unmounted before the ESP is written.
+        kernel, initrd = os.path.join(scratch, "vmlinuz"), os.path.join(scratch, "initrd.img")
+        shutil.copyfile(os.path.join(boot, kernels[-1]), kernel)
+        shutil.copyfile(os.path.join(boot, f"initrd.img-{version}"), initrd)
+        bootconfig.fill_esp(esp, kernel, initrd, cmdline, lambda argv: sh(*argv))
     sh("dd", f"if={bootconfig.SYSLINUX_GPT_MBR}", f"of={disk}", "bs=440", "count=1", "conv=notrunc")
 
 

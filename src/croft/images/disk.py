@@ -42,22 +42,7 @@ def raw(root: Path, kernel: Kernel, size: int, cmdline: str, work: Path, output:
     initrd = root / "boot" / f"initrd.img-{kernel.version}"
     esp = work / "esp.img"
     run(["mkfs.vfat", "-C", "-n", "CROFT-ESP", esp, str(ESP_MIB * 1024)])
-    mtools = ["-i", str(esp)]
-    run(["mmd", *mtools, "::EFI", "::EFI/BOOT", "::loader", "::loader/entries"])
-    config = work / "config"
-    config.mkdir()
-    copies: list[tuple[str | Path, str]] = [
-        (kernel.vmlinuz, "::vmlinuz"),
-        (initrd, "::initrd.img"),
-        (bootconfig.SYSTEMD_BOOT, "::EFI/BOOT/BOOTX64.EFI"),
-    ]
-    for name, content in bootconfig.esp_files(cmdline).items():
-        (config / name.replace("/", "_")).write_text(content)
-        copies.append((config / name.replace("/", "_"), f"::{name}"))
-    for source, target in copies:
-        run(["mcopy", *mtools, source, target])
-    # BIOS: ldlinux.sys into the FAT; gptmbr.bin (below) boots the partition marked LegacyBIOSBootable.
-    run(["syslinux", "--install", esp])
+    bootconfig.fill_esp(str(esp), str(kernel.vmlinuz), str(initrd), cmdline, run)
 
     mib = 1 << 20
     root_start = (1 + ESP_MIB) * mib
