@@ -1,84 +1,149 @@
-"""croft serve provisions a bare QEMU machine end to end: PXE (dnsmasq) -> iPXE -> the netboot
-environment -> the agent runs the install workflow -> the machine boots its disk."""
+"""croft serve provisions bare QEMU machines end to end: PXE (dnsmasq) -> iPXE -> the netboot
+environment -> the agent runs the install workflow -> the machine boots its disk.
+
+BIOS with croft as the LAN's DHCP server (full), and UEFI beside a router's DHCP (proxy)."""
 
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from croft.images.store import ImageManifest
 from croft.lab.network import Lan
-from croft.lab.qemu import Machine
+from croft.lab.qemu import Firmware, Machine
 from croft.run import spawn
 from tests.images.conftest import SITE
 
 pytestmark = pytest.mark.images
 
 NETNS = "croftservetest"
-CROFT = [sys.executable, "-m", "croft", "--site", str(SITE)]
+ROUTER_NETNS = "croftrouter"
 
 
-def croft(*args: str) -> str:
-    result = subprocess.run([*CROFT, *args], capture_output=True, text=True, timeout=60)
+def croft(site: Path, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "croft", "--site", str(site), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, f"croft {' '.join(args)}: {result.stdout}{result.stderr}"
     return result.stdout
 
 
-@pytest.fixture
-def served(images: dict[str, ImageManifest], tmp_path: Path) -> Iterator[Path]:
-    """croft serve for the test site, in a network namespace with the site's LAN."""
+@contextmanager
+def router(lan: Lan, workdir: Path) -> Iterator[None]:
+    """The LAN's home router: another namespace on the bridge, handing out addresses (dnsmasq)."""
+    subprocess.run(["ip", "netns", "del", ROUTER_NETNS], capture_output=True)
+    subprocess.run(["ip", "netns", "add", ROUTER_NETNS], check=True)
+    commands = [
+        [
+            "ip",
+            "-n",
+            lan.name,
+            "link",
+            "add",
+            "router-br",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "lan",
+            "netns",
+            ROUTER_NETNS,
+        ],
+        ["ip", "-n", lan.name, "link", "set", "router-br", "master", "br0", "up"],
+        ["ip", "-n", ROUTER_NETNS, "addr", "add", "10.78.0.2/24", "dev", "lan"],
+        ["ip", "-n", ROUTER_NETNS, "link", "set", "lan", "up"],
+    ]
+    for command in commands:
+        subprocess.run(command, check=True)
+    dnsmasq = spawn(
+        ["ip", "netns", "exec", ROUTER_NETNS, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+         "--port=0", "--interface=lan", "--bind-interfaces", "--dhcp-range=10.78.0.100,10.78.0.150,1h",
+         f"--dhcp-leasefile={workdir / 'router.leases'}", "--log-facility=-", "--log-dhcp"],
+        stderr=(workdir / "router.log").open("wb"),
+    )  # fmt: skip
+    try:
+        yield
+    finally:
+        dnsmasq.kill()
+        dnsmasq.wait()
+        subprocess.run(["ip", "netns", "del", ROUTER_NETNS], capture_output=True)
+
+
+@contextmanager
+def serving(workdir: Path, mode: str) -> Iterator[Path]:
+    """croft serve for a copy of the test site (its images shared), in a namespace with the LAN."""
+    site = workdir / "site"
+    shutil.copytree(SITE, site, ignore=shutil.ignore_patterns(".croft"))
+    (site / ".croft").mkdir()
+    (site / ".croft" / "images").symlink_to(SITE / ".croft" / "images")
+    toml = site / "site.toml"
+    toml.write_text(toml.read_text().replace('mode = "full"', f'mode = "{mode}"'))
     lan = Lan(NETNS, ipaddress.IPv4Network("10.78.0.0/24"), "10.78.0.254", bridge_address="10.78.0.1")
     lan.destroy()
     lan.create()
     lan.add_tap("tap0")
-    state = SITE / ".croft" / "serve"
-    (state / "workflows.db").unlink(missing_ok=True)
-    log = tmp_path / "serve.log"
-    server = spawn(
-        ["ip", "netns", "exec", NETNS, *CROFT, "serve"], stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
+    log = workdir / "serve.log"
+    argv = ["ip", "netns", "exec", NETNS, sys.executable, "-m", "croft", "--site", str(site), "serve"]
     try:
-        deadline = time.monotonic() + 30
-        while "croft serve: http://" not in log.read_text():
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        yield log
+        with router(lan, workdir) if mode == "proxy" else _nothing():
+            server = spawn(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 30
+                while "croft serve: http://" not in log.read_text():
+                    assert server.poll() is None and time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.2)
+                yield site
+            finally:
+                server.terminate()
+                server.wait(10)
     finally:
-        server.terminate()
-        server.wait(10)
         lan.destroy()
 
 
-def test_a_bare_machine_is_installed_and_boots_its_disk(served: Path, tmp_path: Path) -> None:
-    created = croft("workflow", "create", "lab1")
-    workflow_id = created.split()[1].rstrip(":")
-    assert "pending" in created
-    disk = tmp_path / "disk.raw"
-    with disk.open("wb") as file:
-        file.truncate(2 << 30)
-    machine = Machine(
-        "lab1", tmp_path, disks=[disk], tap="tap0", mac="52:54:00:78:00:21", netns=NETNS,
-        boot="network", reboot=True,
-    )  # fmt: skip
-    machine.start()
-    try:
-        machine.wait_for(r"croft-init: root is the base \+ 1 overlay", 240)
-        machine.wait_for(r"croft-agent: asking http://10\.78\.0\.1:8080 for work", 120)
-        machine.wait_for(r"install/reboot: starting", 600)
-        # After the reboot the firmware PXE-boots again, gets no boot file, and boots the disk.
-        machine.wait_for(r"croft-init: root is /dev/vda2", 240)
-        machine.wait_for(r"lab1 login:", 180)
-    finally:
-        machine.stop()
-    shown = croft("workflow", "show", workflow_id)
-    assert f"workflow {workflow_id}: lab1 (install) success" in shown, shown
-    logs = croft("workflow", "logs", workflow_id)
-    assert "==> install/image" in logs and "downloaded" in logs
-    listed = [line.split()[:4] for line in croft("workflow", "list").splitlines()]
-    assert [workflow_id, "lab1", "install", "success"] in listed
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+@pytest.mark.parametrize(("mode", "firmware"), [("full", "bios"), ("proxy", "uefi")])
+def test_a_bare_machine_is_installed_and_boots_its_disk(
+    images: dict[str, ImageManifest], tmp_path: Path, mode: str, firmware: Firmware
+) -> None:
+    with serving(tmp_path, mode) as site:
+        created = croft(site, "workflow", "create", "lab1")
+        workflow_id = created.split()[1].rstrip(":")
+        assert "pending" in created
+        disk = tmp_path / "disk.raw"
+        with disk.open("wb") as file:
+            file.truncate(2 << 30)
+        machine = Machine(
+            "lab1", tmp_path, firmware=firmware, disks=[disk], tap="tap0", mac="52:54:00:78:00:21",
+            netns=NETNS, boot="network", reboot=True,
+        )  # fmt: skip
+        machine.start()
+        try:
+            machine.wait_for(r"croft-init: root is the base \+ 1 overlay", 240)
+            machine.wait_for(r"croft-agent: asking http://10\.78\.0\.1:8080 for work", 120)
+            machine.wait_for(r"install/reboot: starting", 600)
+            # After the reboot the firmware PXE-boots again, gets no boot file, boots the disk.
+            machine.wait_for(r"croft-init: root is /dev/vda2", 300)
+            machine.wait_for(r"lab1 login:", 180)
+        finally:
+            machine.stop()
+        shown = croft(site, "workflow", "show", workflow_id)
+        assert f"workflow {workflow_id}: lab1 (install) success" in shown, shown
+        logs = croft(site, "workflow", "logs", workflow_id)
+        assert "==> install/image" in logs and "downloaded" in logs
+        listed = [line.split()[:4] for line in croft(site, "workflow", "list").splitlines()]
+        assert [workflow_id, "lab1", "install", "success"] in listed

@@ -22,7 +22,9 @@ from croft.site.model import Image, Site
 
 # croft's image code: a change to it may change what a recipe produces, so it is part of the
 # recipe's hash (as the site cache hashes the code generating services).
-_CODE = sorted([*Path(__file__).parent.glob("*.py"), *Path(__file__).parent.glob("*.sh")])
+_CODE = sorted(
+    [*Path(__file__).parent.glob("*.py"), *Path(__file__).parent.glob("*.sh"), Path(bootconfig.__file__)]
+)
 Progress = Callable[[str], None]
 
 

@@ -62,7 +62,9 @@ class Machine:
             argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"]
             argv += ["-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
         for index, disk in enumerate(self.disks):
-            argv += ["-drive", f"file={disk},format=raw,if=virtio,index={index}"]
+            # bootindex: the boot order both SeaBIOS and OVMF follow (the NIC first when netbooting).
+            argv += ["-drive", f"file={disk},format=raw,if=none,id=disk{index}"]
+            argv += ["-device", f"virtio-blk-pci,drive=disk{index},bootindex={index + 2}"]
         if self.kernel is not None:
             argv += ["-kernel", str(self.kernel)]
             if self.initrd is not None:
@@ -70,10 +72,10 @@ class Machine:
             argv += ["-append", f"console=ttyS0 panic=-1 {self.append}".strip()]
         if self.tap is not None:
             argv += ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no"]
-            argv += ["-device", f"virtio-net-pci,netdev=n0,mac={self.mac}"]
+            bootindex = ",bootindex=1" if self.boot == "network" else ""
+            argv += ["-device", f"virtio-net-pci,netdev=n0,mac={self.mac}{bootindex}"]
         else:
             argv += ["-nic", "none"]
-        argv += ["-boot", "order=nc" if self.boot == "network" else "order=c"]
         return argv
 
     def start(self) -> None:

@@ -30,6 +30,9 @@ def prepare_tftp(root: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     for name in IPXE_BINARIES.values():
         shutil.copy2(IPXE_DIR / name, root / name)
+    # The names proxyDHCP's pxe-service hands out (basename + ".0").
+    shutil.copy2(IPXE_DIR / IPXE_BINARIES["bios"], root / "undionly.0")
+    shutil.copy2(IPXE_DIR / IPXE_BINARIES["efi-x86_64"], root / "ipxe.0")
 
 
 def config(serve: ServeConfig, runtime: Path, boot_url: str) -> str:
@@ -77,12 +80,14 @@ def config(serve: ServeConfig, runtime: Path, boot_url: str) -> str:
             f"dhcp-boot={wanted}tag:!ipxe,tag:!efi-x86_64,{IPXE_BINARIES['bios']}",
         ]
     else:
+        # proxyDHCP: the LAN's router hands out addresses, croft only the boot file; a PXE ROM
+        # is told about it by pxe-service (whose basename gets ".0" appended: see prepare_tftp),
+        # iPXE by dhcp-boot.
         lines += [
             f"dhcp-range={network.network_address},proxy,{network.netmask}",
-            f"pxe-service={wanted}tag:ipxe,x86PC,croft,{boot_url}",
-            f"pxe-service={wanted}tag:ipxe,X86-64_EFI,croft,{boot_url}",
-            f"pxe-service={wanted}tag:!ipxe,x86PC,croft,{IPXE_BINARIES['bios'].removesuffix('.kpxe')}",
-            f"pxe-service={wanted}tag:!ipxe,X86-64_EFI,croft,{IPXE_BINARIES['efi-x86_64']}",
+            f"dhcp-boot={wanted}tag:ipxe,{boot_url}",
+            f"pxe-service={wanted}tag:!ipxe,x86PC,croft,undionly",
+            f"pxe-service={wanted}tag:!ipxe,X86-64_EFI,croft,ipxe",
         ]
     return "\n".join(lines) + "\n"
 
