@@ -18,7 +18,7 @@ def copy_example(destination: Path, *, facts: bool = True) -> Path:
     shutil.copytree(EXAMPLE, site, ignore=shutil.ignore_patterns(".croft", "facts"))
     if facts:
         (site / "facts").mkdir()
-        for machine in ("web1", "web2", "db1"):
+        for machine in ("web1", "web2", "db1", "lab1", "lab2"):
             (site / "facts" / f"{machine}.json").write_text(FAKE_FACTS)
     # As if checked out a while ago: stats taken just after a write are "racy" (build/stamp.py),
     # which tests of the fast path do not want.

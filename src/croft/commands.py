@@ -396,12 +396,13 @@ def image_list(ctx: click.Context) -> None:
 
 
 @cli.command("serve")
+@click.option("--no-dhcp", is_flag=True, help="HTTP only: the LAN's DHCP server hands out iPXE itself.")
 @click.pass_context
-def serve_command(ctx: click.Context) -> None:
+def serve_command(ctx: click.Context, no_dhcp: bool) -> None:
     """Answer PXE on the LAN and run workflows ([serve] in site.toml; root, for DHCP and TFTP)."""
     from croft.serve.server import serve
 
-    serve(_site_root(ctx))
+    serve(_site_root(ctx), dhcp=not no_dhcp)
 
 
 @cli.group()
@@ -495,3 +496,79 @@ def workflow_cancel(ctx: click.Context, workflow_id: int) -> None:
 def workflow_retry(ctx: click.Context, workflow_id: int) -> None:
     """Run a failed, timed out or cancelled workflow again from its first unsuccessful action."""
     _print_workflow(_admin(ctx).json("POST", f"/admin/v1/workflows/{workflow_id}/retry"))
+
+
+@cli.group()
+def lab() -> None:
+    """A virtual home lab: the site's [hardware] machines as QEMU machines, croft serve on their LAN."""
+
+
+@lab.command("up")
+@click.option("--machines", "count", type=int, help="Start only the first N lab machines.")
+@click.option("--firmware", type=click.Choice(["bios", "uefi"]), help="Override every machine's firmware.")
+@click.pass_context
+def lab_up(ctx: click.Context, count: int | None, firmware: str | None) -> None:
+    """Create the lab's LAN, start croft serve there and the machines with empty disks (root)."""
+    from croft.lab import lab as labs
+    from croft.lab.qemu import accelerator
+
+    state = labs.up(_load(ctx), count=count, firmware=firmware)  # type: ignore[arg-type]
+    click.echo(f"lab up on {state.network} (namespace {state.netns}; this host is {state.host_address})")
+    click.echo(
+        f"machines: {', '.join(state.machines)} ({accelerator()}); consoles in {labs.lab_dir(_load(ctx))}"
+    )
+
+
+@lab.command("status")
+@click.pass_context
+def lab_status(ctx: click.Context) -> None:
+    """Each lab machine: power, firmware, address, its latest workflow."""
+    from croft.lab import lab as labs
+    from croft.ui import table
+
+    rows = [[s.name, s.power, s.firmware, s.address, s.workflow] for s in labs.status(_load(ctx))]
+    table(["machine", "power", "firmware", "address", "workflow"], rows)
+
+
+@lab.command("console")
+@click.argument("machine")
+@click.pass_context
+def lab_console(ctx: click.Context, machine: str) -> None:
+    """A lab machine's serial console (Ctrl-] leaves)."""
+    from croft.lab import lab as labs
+
+    labs.console(_load(ctx), machine)
+
+
+@lab.command("ssh", context_settings={"ignore_unknown_options": True})
+@click.argument("machine")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def lab_ssh(ctx: click.Context, machine: str, command: tuple[str, ...]) -> None:
+    """ssh to a lab machine with croft's key (and run COMMAND there)."""
+    import os
+
+    from croft.lab import lab as labs
+
+    argv = labs.ssh_argv(_load(ctx), machine, command)
+    os.execvp(argv[0], argv)
+
+
+@lab.command("power")
+@click.argument("machine")
+@click.argument("action", type=click.Choice(["on", "off", "reset", "pxe"]))
+@click.pass_context
+def lab_power(ctx: click.Context, machine: str, action: str) -> None:
+    """Power a lab machine on, off, reset it, or restart it netbooting first (QMP: the lab's BMC)."""
+    from croft.lab import lab as labs
+
+    click.echo(f"{machine}: {labs.power(_load(ctx), machine, action)}")
+
+
+@lab.command("down")
+@click.pass_context
+def lab_down(ctx: click.Context) -> None:
+    """Stop the lab's machines and croft serve, remove its LAN and disks (consoles' logs stay)."""
+    from croft.lab import lab as labs
+
+    click.echo("lab down" if labs.down(_load(ctx)) else "the lab was not up")

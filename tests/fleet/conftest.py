@@ -24,6 +24,9 @@ CROFT = [sys.executable, "-m", "croft"]
 
 def make_site(destination: Path) -> Path:
     site = copy_example(destination, facts=False)
+    # The lab's machines are QEMU machines croft serve installs (tests/serve), not fleet containers.
+    for lab_machine in ("lab1", "lab2"):
+        (site / "machines" / f"{lab_machine}.toml").unlink()
     for path in (site / "machines").glob("*.toml"):
         path.write_text(path.read_text().replace("10.77.0.", f"{SUBNET}."))
     return site

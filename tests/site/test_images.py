@@ -21,10 +21,12 @@ def problems(site: Path) -> str:
 def test_example_images_load(example_site: Path) -> None:
     site = load_site(example_site)
     assert {name: image.config.kind for name, image in site.images.items()} == {
+        "agent": "overlay",
         "debian": "disk",
         "initrd": "initrd",
         "netboot": "base",
     }
+    assert site.images["agent"].config.agent
     assert site.images["debian"].config.size == "2G"
 
 
@@ -35,13 +37,13 @@ def test_malformed_toml_names_the_line(example_site: Path) -> None:
 
 def test_recipe_problems_name_file_line_field_and_fix(example_site: Path) -> None:
     images = example_site / "images"
-    (images / "agent.toml").write_text('kind = "overlay"\nbase = "initrd"\npackages = ["Bad_Name"]\n')
+    (images / "helper.toml").write_text('kind = "overlay"\nbase = "initrd"\npackages = ["Bad_Name"]\n')
     (images / "boot.toml").write_text('kind = "initrd"\npackages = ["curl"]\nmodules = ["nvme", "no/such"]\n')
     (images / "disk.toml").write_text('kind = "disk"\nsize = "100M"\noutputs = []\nmirror = "ftp://x"\n')
     (images / "odd.toml").write_text('kind = "iso"\nsuite = "bookworm"\n')
     found = problems(example_site)
-    assert "images/agent.toml:2: base: no base image 'initrd'\n    hint: name one of: netboot" in found
-    assert "images/agent.toml:3: packages.0: 'Bad_Name' is not a Debian package name" in found
+    assert "images/helper.toml:2: base: no base image 'initrd'\n    hint: name one of: netboot" in found
+    assert "images/helper.toml:3: packages.0: 'Bad_Name' is not a Debian package name" in found
     assert "images/boot.toml:2: packages: does not apply to a initrd image" in found
     assert "hint: a initrd image reads: compression, kernel, modules" in found
     assert "images/boot.toml:3: modules.1: 'no/such' is not a kernel module name" in found
@@ -52,13 +54,13 @@ def test_recipe_problems_name_file_line_field_and_fix(example_site: Path) -> Non
 
 
 def test_an_overlay_needs_its_base(example_site: Path) -> None:
-    (example_site / "images" / "agent.toml").write_text('kind = "overlay"\n')
-    assert "images/agent.toml: base: an overlay needs the base image it goes on" in problems(example_site)
+    (example_site / "images" / "helper.toml").write_text('kind = "overlay"\n')
+    assert "images/helper.toml: base: an overlay needs the base image it goes on" in problems(example_site)
 
 
 def test_a_dangling_link_or_a_template_in_an_image_tree_is_reported(example_site: Path) -> None:
     tree = example_site / "images" / "debian" / "etc"
-    tree.mkdir(parents=True)
+    tree.mkdir(parents=True, exist_ok=True)
     os.symlink("/nonexistent/secret", tree / "!secret")
     (tree / "motd.j2").write_text("{{ machine.name }}\n")
     found = "\n".join(map(str, check_image_trees(load_site(example_site).images)))

@@ -16,7 +16,7 @@ def problems(site: Path) -> list[str]:
 
 def test_example_loads(example_site: Path) -> None:
     site = load_site(example_site)
-    assert sorted(site.machines) == ["db1", "web1", "web2"]
+    assert sorted(site.machines) == ["db1", "lab1", "lab2", "web1", "web2"]
     assert site.variables(site.machines["web1"])["web_port"] == 8080
     assert site.variables(site.machines["web1"])["greeting"].startswith("Hello from web1")
 

@@ -15,7 +15,7 @@ from croft.errors import CroftError
 from croft.fleet.machine import Container, remove_cgroup
 from croft.fleet.rootfs import ensure_rootfs
 from croft.lab.network import Lan
-from croft.site.model import Site
+from croft.site.model import Machine, Site
 
 STATE_DIR = Path("/run/croft/fleets")
 WORK_DIR = Path("/var/tmp/croft-fleets")
@@ -84,10 +84,15 @@ def fleet_name(site: Site) -> str:
     return re.sub(r"[^a-z0-9-]", "-", site.config.name.lower())[:20]
 
 
+def fleet_machines(site: Site) -> list[Machine]:
+    """The site's machines a fleet runs: all but those croft serve installs ([hardware]: the lab's)."""
+    return [machine for machine in site.machines.values() if machine.config.hardware is None]
+
+
 def plan_lan(site: Site, name: str) -> Lan:
     """The LAN that holds every machine's address: one /24, the host at its last free address."""
     addresses = []
-    for machine in site.machines.values():
+    for machine in fleet_machines(site):
         try:
             addresses.append(ipaddress.IPv4Address(machine.address))
         except ValueError:
@@ -118,7 +123,7 @@ def up(site: Site, name: str | None = None) -> Fleet:
     fleet = Fleet(name, lan)
     lan.create()
     try:
-        for machine in site.machines.values():
+        for machine in fleet_machines(site):
             container = Container(
                 machine.name,
                 machine.address,
@@ -138,7 +143,7 @@ def up(site: Site, name: str | None = None) -> Fleet:
     except BaseException:
         fleet.down()
         raise
-    trust_host_keys(site.state_dir / "known_hosts", rootfs, [m.address for m in site.machines.values()])
+    trust_host_keys(site.state_dir / "known_hosts", rootfs, [m.address for m in fleet_machines(site)])
     fleet.boot_seconds = time.monotonic() - started
     return fleet
 

@@ -41,11 +41,21 @@ class Machine:
     """network: netboot first, then the disk (as a machine being provisioned boots)."""
     reboot: bool = False
     """Let the guest reboot (else a reboot ends QEMU, which is what a single boot test wants)."""
+    interactive: bool = False
+    """A console socket to type into (croft lab console) and a QMP socket (the lab's BMC)."""
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def console(self) -> Path:
         return self.workdir / f"{self.name}.console.log"
+
+    @property
+    def console_socket(self) -> Path:
+        return self.workdir / f"{self.name}.console.sock"
+
+    @property
+    def qmp_socket(self) -> Path:
+        return self.workdir / f"{self.name}.qmp"
 
     def argv(self, accel: str) -> list[str]:
         argv = ["qemu-system-x86_64", "-name", self.name, "-m", str(self.memory_mb), "-smp", str(self.cpus)]
@@ -53,7 +63,18 @@ class Machine:
         argv += ["-accel", "tcg,thread=multi" if accel == "tcg" else "kvm", "-nographic"]
         if not self.reboot:
             argv.append("-no-reboot")
-        argv += ["-serial", f"file:{self.console}", "-monitor", "none"]
+        if self.interactive:
+            # The serial console both logged to its file and open to `croft lab console`.
+            argv += [
+                "-chardev",
+                f"socket,id=console,path={self.console_socket},server=on,wait=off,"
+                f"logfile={self.console},logappend=on",
+                "-serial",
+                "chardev:console",
+            ]
+            argv += ["-qmp", f"unix:{self.qmp_socket},server=on,wait=off", "-monitor", "none"]
+        else:
+            argv += ["-serial", f"file:{self.console}", "-monitor", "none"]
         if self.firmware == "uefi":
             vars_file = self.workdir / f"{self.name}.OVMF_VARS.fd"
             if not vars_file.exists():
@@ -61,10 +82,12 @@ class Machine:
             argv += ["-machine", "q35"]
             argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"]
             argv += ["-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
+        # bootindex: the boot order SeaBIOS and OVMF both follow. The NIC comes first when
+        # netbooting, else after the disks (an empty disk falls through to it).
+        first_disk = 2 if self.boot == "network" else 1
         for index, disk in enumerate(self.disks):
-            # bootindex: the boot order both SeaBIOS and OVMF follow (the NIC first when netbooting).
             argv += ["-drive", f"file={disk},format=raw,if=none,id=disk{index}"]
-            argv += ["-device", f"virtio-blk-pci,drive=disk{index},bootindex={index + 2}"]
+            argv += ["-device", f"virtio-blk-pci,drive=disk{index},bootindex={first_disk + index}"]
         if self.kernel is not None:
             argv += ["-kernel", str(self.kernel)]
             if self.initrd is not None:
@@ -72,15 +95,16 @@ class Machine:
             argv += ["-append", f"console=ttyS0 panic=-1 {self.append}".strip()]
         if self.tap is not None:
             argv += ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no"]
-            bootindex = ",bootindex=1" if self.boot == "network" else ""
-            argv += ["-device", f"virtio-net-pci,netdev=n0,mac={self.mac}{bootindex}"]
+            nic_index = 1 if self.boot == "network" else len(self.disks) + 1
+            argv += ["-device", f"virtio-net-pci,netdev=n0,mac={self.mac},bootindex={nic_index}"]
         else:
             argv += ["-nic", "none"]
         return argv
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.console.write_bytes(b"")
+        if not self.interactive:
+            self.console.write_bytes(b"")
         argv = self.argv(accelerator())
         if self.netns is not None:
             argv = ["ip", "netns", "exec", self.netns, *argv]

@@ -30,10 +30,19 @@ def images(site: Site, server_url: str) -> dict[str, dict[str, dict[str, Any]]]:
     return found
 
 
+def deploy_key(site: Site, machine: Machine) -> str:
+    """The public half of the key croft deploys to `machine` with ("" without one): a workflow
+    authorizes it on the system it installs, so `croft deploy` can take over."""
+    key = site.ssh_target(machine).key
+    public = key.with_name(key.name + ".pub") if key is not None else None
+    return public.read_text().strip() if public is not None and public.exists() else ""
+
+
 def workflow_context(site: Site, machine: Machine, server_url: str) -> dict[str, Any]:
     hardware = machine.config.hardware
     assert hardware is not None
     return {
+        "deploy_key": deploy_key(site, machine),
         "machine": {"name": machine.name, "address": machine.address},
         "hardware": dataclasses.asdict(hardware),
         "metadata": dataclasses.asdict(hardware.metadata),

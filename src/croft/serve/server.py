@@ -33,19 +33,20 @@ def server_url(site: Site) -> str:
     return f"http://{site.config.serve.address}:{site.config.serve.http_port}"
 
 
-def serve(site_root: Path) -> None:
-    """Serve until SIGINT or SIGTERM."""
-    asyncio.run(_serve(load_site(site_root)))
+def serve(site_root: Path, *, dhcp: bool = True) -> None:
+    """Serve until SIGINT or SIGTERM; without `dhcp`, HTTP only (the LAN's own DHCP and TFTP
+    hand out iPXE and point it at /boot/${mac}.ipxe)."""
+    asyncio.run(_serve(load_site(site_root), dhcp))
 
 
-async def _serve(site: Site) -> None:
+async def _serve(site: Site, dhcp: bool) -> None:
     url = server_url(site)
     assert site.config.serve is not None
     config = site.config.serve
     state = state_dir(site)
     workflows = WorkflowStore(database_url(config.database_url, state))
     provisioner = Provisioner(site, workflows, url, admin_token(state))
-    dnsmasq = Dnsmasq(state, config, f"{url}/boot/${{mac}}.ipxe")
+    dnsmasq = Dnsmasq(state, config, f"{url}/boot/${{mac}}.ipxe") if dhcp else None
     runner = web.AppRunner(make_app(provisioner), access_log=None)
     await runner.setup()
     try:
@@ -56,10 +57,12 @@ async def _serve(site: Site) -> None:
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         asyncio.get_running_loop().add_signal_handler(signum, stop.set)
-    dnsmasq.update_hosts(hosts(provisioner.inventory, provisioner.netbooting(), config.mode == "full"))
-    dnsmasq.start()
+    if dnsmasq is not None:
+        dnsmasq.update_hosts(hosts(provisioner.inventory, provisioner.netbooting(), config.mode == "full"))
+        dnsmasq.start()
     (state / "url").write_text(url + "\n")
-    print(f"croft serve: {url}, {config.mode} DHCP on {config.interface}, state in {state}", flush=True)
+    dhcp_note = f"{config.mode} DHCP on {config.interface}" if dnsmasq is not None else "no DHCP"
+    print(f"croft serve: {url}, {dhcp_note}, state in {state}", flush=True)
     try:
         while not stop.is_set():
             _tick(site.root, provisioner, dnsmasq)
@@ -67,7 +70,8 @@ async def _serve(site: Site) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(_first(stop, provisioner.changed), TICK_SECONDS)
     finally:
-        dnsmasq.stop()
+        if dnsmasq is not None:
+            dnsmasq.stop()
         await runner.cleanup()
         workflows.close()
         (state / "url").unlink(missing_ok=True)
@@ -80,7 +84,7 @@ async def _first(*events: asyncio.Event) -> None:
         task.cancel()
 
 
-def _tick(root: Path, provisioner: Provisioner, dnsmasq: Dnsmasq) -> None:
+def _tick(root: Path, provisioner: Provisioner, dnsmasq: Dnsmasq | None) -> None:
     for workflow_id in provisioner.workflows.expire():
         print(f"croft serve: workflow {workflow_id} ran out of time", flush=True)
     try:
@@ -91,6 +95,8 @@ def _tick(root: Path, provisioner: Provisioner, dnsmasq: Dnsmasq) -> None:
     if site.machines != provisioner.site.machines:
         provisioner.reload(site)
         print("croft serve: inventory reloaded", flush=True)
+    if dnsmasq is None:
+        return
     assert site.config.serve is not None
     full = site.config.serve.mode == "full"
     dnsmasq.update_hosts(hosts(provisioner.inventory, provisioner.netbooting(), full))
