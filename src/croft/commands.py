@@ -572,3 +572,13 @@ def lab_down(ctx: click.Context) -> None:
     from croft.lab import lab as labs
 
     click.echo("lab down" if labs.down(_load(ctx)) else "the lab was not up")
+
+
+@lab.command("demo")
+@click.option("--keep", is_flag=True, help="Leave the lab up at the end.")
+@click.pass_context
+def lab_demo(ctx: click.Context, keep: bool) -> None:
+    """The whole story: images, lab up, provision, deploy, services answering, timings (root)."""
+    from croft.lab.demo import demo
+
+    demo(_site_root(ctx), keep=keep, say=lambda line: click.echo(line))

@@ -164,7 +164,7 @@ def test_edits_redo_only_their_outputs_and_agree_with_a_full_build(example_site:
     results = build(example_site)
     assert (results["web1"].written, results["web2"].written, results["db1"].written) == (2, 1, 0)
     assert "saved by rename" in out(example_site, "web1", "usr/local/share/www/about.html").read_text()
-    partial = {name: manifest_text(example_site, name) for name in ("web1", "web2", "db1")}
+    partial = {name: manifest_text(example_site, name) for name in ("web1", "web2", "db1", "lab1", "lab2")}
     assert partial == full_rebuild(example_site)
 
 
