@@ -114,6 +114,10 @@ def test_partition_unpack_and_install_the_bootloaders(
         assert f"received debian@{debian.recipe}" in output
     assert "downloaded" in output
     action("write-file", DEST_PARTITION=root, DEST_PATH="/etc/hostname", CONTENTS="installed\n")
+    # exec: a command chrooted into the installed system
+    assert "installed" in action(
+        "exec", DEST_PARTITION=root, CMD="cat /etc/hostname; test -x /usr/sbin/sshd || true"
+    )
     action("install-bootloader", DEST_DISK=disk, ESP_PARTITION=f"{disk}p1", ROOT_PARTITION=root)
     run(["losetup", "-d", disk])
     boot(image, tmp_path, firmware)

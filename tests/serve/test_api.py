@@ -275,3 +275,45 @@ def test_a_template_with_an_unknown_action_is_refused(serve: Serve) -> None:
     assert result.returncode != 0
     assert "unknown action 'format-everything'" in result.stderr
     assert "built-in actions: wipe-disk, partition" in result.stderr
+
+
+def test_artifacts_answer_range_and_head_requests(serve: Serve) -> None:
+    digest = (SITE / ".croft" / "images" / "initrd.json").read_text().split('"sha256": "')[1][:64]
+    request = urllib.request.Request(f"{SERVER}/artifacts/{digest}", headers={"Range": "bytes=0-3"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 206 and len(response.read()) == 4
+    head = urllib.request.Request(f"{SERVER}/artifacts/{digest}", method="HEAD")
+    with urllib.request.urlopen(head, timeout=10) as response:
+        assert int(response.headers["Content-Length"]) > 0 and response.read() == b""
+    assert get("/artifacts/" + "0" * 64)[0] == 404
+
+
+def test_logs_follow_until_the_workflow_ends(serve: Serve, tmp_path: Path) -> None:
+    workflow = serve.croft("workflow", "create", "lab2").stdout.split()[1].rstrip(":")
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "croft", "--site", str(serve.site), "workflow", "logs", "-f", workflow],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    agent = run_agent(agent_token(HOST_MAC), tmp_path / "agent.log")
+    try:
+        output, _ = follow.communicate(timeout=60)
+    finally:
+        agent.kill()
+        follow.kill()
+    assert "==> steps/first\nfirst on lab2\n" in output and output.endswith("==> workflow success\n")
+
+
+def test_discovery_netboots_unknown_machines_after_a_live_change(serve: Serve) -> None:
+    unknown = "52:54:00:00:00:42"
+    assert "is not in the inventory" in get(f"/boot/{unknown}.ipxe")[1]
+    toml = serve.site / "site.toml"
+    toml.write_text(toml.read_text().replace('mode = "full"', 'mode = "full"\ndiscovery = true'))
+    deadline = time.monotonic() + 15
+    while "kernel " not in get(f"/boot/{unknown}.ipxe")[1]:
+        assert time.monotonic() < deadline, serve.log.read_text()
+        time.sleep(0.5)
+    assert "croft.token=none" in get(f"/boot/{unknown}.ipxe")[1]
+    assert "dnsmasq restarted" in serve.log.read_text()
+    conf = (serve.site / ".croft" / "serve" / "dnsmasq.conf").read_text()
+    assert "dhcp-boot=tag:ipxe," in conf  # no longer only for tagged (known) machines

@@ -56,3 +56,10 @@ def test_bad_yaml_and_unknown_fields_and_actions(site_dir: Path) -> None:
     assert "tasks.0.actions.0.retries: Unexpected keyword argument" in str(info.value)
     with pytest.raises(SiteError, match="no workflow template 'nope'"):
         render(site, machine, "nope", CONTEXT)
+
+
+def test_a_type_error_in_a_template_names_the_line(site_dir: Path) -> None:
+    site = load_site(site_dir)
+    (site_dir / "workflows" / "sum.yaml").write_text("name: sum\n# keys\ntasks: {{ [1] + (2, 3) }}\n")
+    with pytest.raises(SiteError, match=r"sum.yaml:3: TypeError: can only concatenate list"):
+        render(site, site.machines["lab1"], "sum", CONTEXT)

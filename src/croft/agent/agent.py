@@ -165,6 +165,9 @@ def main() -> None:
             run_action(server, answer)
         elif status == 204:
             continue  # nothing yet: ask again
+        elif status == 401:
+            log("the server knows no workflow for this machine (discovered, or its workflow was replaced)")
+            return
         elif status == 410:
             log(f"workflow {answer.get('status', 'finished')}: {answer.get('message', '')}")
             return

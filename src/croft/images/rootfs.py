@@ -80,6 +80,15 @@ def _debootstrap(suite: str, mirror: str, packages: tuple[str, ...], root: Path)
         raise CroftError(f"packages not found in {suite} ({mirror}): {missing.group(1).strip()}")
     if "Invalid Release file" in output or "Failed getting release file" in output:
         raise CroftError(f"no Debian suite {suite!r} at {mirror}")
+    log = root / "debootstrap" / "debootstrap.log"
+    text = log.read_text(errors="replace") if log.exists() else ""
+    unmet = re.search(r"(\S+) depends on ([^;]+); however", text)
+    if unmet:
+        # debootstrap does not resolve virtual packages (dbus-system-bus): the recipe must.
+        raise CroftError(
+            f"package {unmet.group(1)} depends on {unmet.group(2)}, which debootstrap does not "
+            "pick by itself: add the package that provides it to the recipe's packages"
+        )
     raise CommandError([str(arg) for arg in (*argv, suite, root, mirror)], result.returncode, output)
 
 

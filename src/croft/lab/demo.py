@@ -4,6 +4,7 @@ and print how long each stage took."""
 
 from __future__ import annotations
 
+import re
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -131,12 +132,23 @@ def _configure(site_root: Path, machines: list[str], say: Say) -> None:
 
 
 def _show_services(site: Site, say: Say) -> None:
-    """Each lab machine's services that listen on a port: what they answer."""
+    """Each lab machine's services that listen on a port: what they answer. A service with state
+    gets a first page there (written as root: it is the service's data, not croft's files)."""
+    from croft.deploy.ssh import Connection
+    from croft.systemd.sandbox import state_path
+
     checks = []
     for name in lab.lab_machines(site):
         machine = site.machines[name]
         for layer in site.machine_layers(machine):
             for service_name, service in layer.config.services.items():
+                if service.state and service.socket:
+                    page = f"{state_path(service_name, service.state[0])}/index.html"
+                    note = (
+                        f"<p>{service_name} on {name}: this page is in its state, started by this request</p>"
+                    )
+                    connection = Connection(site.ssh_target(machine), site.state_dir / "known_hosts")
+                    connection.run(f"printf '%s\\n' '{note}' > {page}")
                 port = service.socket.listen[0] if service.socket else site.variables(machine).get("web_port")
                 if port is not None and service.container is None:
                     checks.append(
@@ -155,5 +167,6 @@ def _show_services(site: Site, say: Say) -> None:
                 if time.monotonic() > deadline:
                     raise CroftError(f"{service_name} on {name} ({url}) does not answer: {error}") from None
                 time.sleep(1)
-        first = next((line.strip() for line in body.splitlines() if "<p>" in line or line.strip()), "")
-        say(f"    {service_name} on {name} ({url}): {first[:80]}")
+        paragraph = re.search(r"<p>(.*?)</p>", body, re.S)
+        text = paragraph.group(1) if paragraph else body.strip().splitlines()[0] if body.strip() else ""
+        say(f"    {service_name} on {name} ({url}): {' '.join(text.split())[:90]}")

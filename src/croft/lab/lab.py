@@ -141,7 +141,7 @@ def up(site: Site, *, count: int | None = None, firmware: Firmware | None = None
                 str(site.root),
                 "serve",
             ],
-            stdout=log.open("ab"),
+            stdout=log.open("wb"),  # a fresh log per lab: _wait_for_serve reads it
             stderr=subprocess.STDOUT,
         ).pid
         _save(site, state)

@@ -79,30 +79,22 @@ def make_app(provisioner: Provisioner) -> web.Application:
     async def boot_script(request: web.Request) -> web.Response:
         mac = _mac(request.match_info["mac"])
         known = provisioner.inventory.by_mac.get(mac)
+        assert provisioner.site.config.serve is not None
         if known is None:
-            return web.Response(text=ipxe.local_boot_script(f"{mac} is not in the inventory"))
+            if not provisioner.site.config.serve.discovery:
+                return web.Response(text=ipxe.local_boot_script(f"{mac} is not in the inventory"))
+            # Discovery: the machine boots the netboot environment, where the agent, with no
+            # workflow, says so and stops; the MAC is kept as a boot event to add to the inventory.
+            provisioner.workflows.add_boot_event(mac, "discovered", "not in the inventory")
+            print(f"croft serve: discovered {mac} (not in the inventory)", flush=True)
+            return _netboot(provisioner, mac, token="none")
         workflow = provisioner.workflows.active().get(known.machine.name)
         if not known.hardware.allow_netboot:
             return web.Response(text=ipxe.local_boot_script("netboot not allowed"))
         if workflow is None or not known.hardware.allow_workflow:
             return web.Response(text=ipxe.local_boot_script("no workflow to run"))
-        try:
-            kernel, initrd, layers = netboot_artifacts(provisioner.site, provisioner.url)
-        except CroftError as error:
-            provisioner.workflows.add_boot_event(mac, "error", str(error))
-            return web.Response(text=ipxe.local_boot_script(str(error)))
-        assert provisioner.site.config.serve is not None
-        args = " ".join(
-            [
-                f"croft.server={provisioner.url}",
-                f"croft.token={workflow.token}",
-                f"croft.base={layers[0]}",
-                f"croft.overlays={','.join(layers[1:])}",
-                provisioner.site.config.serve.netboot.cmdline,
-            ]
-        )
         provisioner.workflows.add_boot_event(mac, "netboot", f"workflow {workflow.id}")
-        return web.Response(text=ipxe.netboot_script(kernel, initrd, args))
+        return _netboot(provisioner, mac, workflow.token)
 
     @routes.post("/boot/{mac}/error")
     async def boot_error(request: web.Request) -> web.Response:
@@ -288,6 +280,26 @@ def make_app(provisioner: Provisioner) -> web.Application:
 
     app.add_routes(routes)
     return app
+
+
+def _netboot(provisioner: Provisioner, mac: str, token: str) -> web.Response:
+    """The script that boots the netboot environment with the agent's token."""
+    try:
+        kernel, initrd, layers = netboot_artifacts(provisioner.site, provisioner.url)
+    except CroftError as error:
+        provisioner.workflows.add_boot_event(mac, "error", str(error))
+        return web.Response(text=ipxe.local_boot_script(str(error)))
+    assert provisioner.site.config.serve is not None
+    args = " ".join(
+        [
+            f"croft.server={provisioner.url}",
+            f"croft.token={token}",
+            f"croft.base={layers[0]}",
+            f"croft.overlays={','.join(layers[1:])}",
+            provisioner.site.config.serve.netboot.cmdline,
+        ]
+    )
+    return web.Response(text=ipxe.netboot_script(kernel, initrd, args))
 
 
 def _mac(value: str) -> str:

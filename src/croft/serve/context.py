@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 from croft.errors import CroftError
@@ -44,8 +45,9 @@ def workflow_context(site: Site, machine: Machine, server_url: str) -> dict[str,
     return {
         "deploy_key": deploy_key(site, machine),
         "machine": {"name": machine.name, "address": machine.address},
-        "hardware": dataclasses.asdict(hardware),
-        "metadata": dataclasses.asdict(hardware.metadata),
+        # Through JSON: lists, not tuples, so templates can add them up.
+        "hardware": json.loads(json.dumps(dataclasses.asdict(hardware))),
+        "metadata": json.loads(json.dumps(dataclasses.asdict(hardware.metadata))),
         "vars": site.variables(machine),
         "server": server_url,
         "images": images(site, server_url),

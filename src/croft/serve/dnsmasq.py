@@ -118,12 +118,26 @@ class Dnsmasq:
         for directory in (*reversed(runtime.parents[:2]), runtime):
             directory.mkdir(mode=0o755, exist_ok=True)
             directory.chmod(0o755)
+        self.runtime, self.boot_url = runtime, boot_url
         self.hosts_file = runtime / "hosts"
         self.process: subprocess.Popen[bytes] | None = None
         prepare_tftp(runtime / "tftp")
-        self.conf.write_text(config(serve, runtime, boot_url))
+        self.configure(serve)
         if not self.hosts_file.exists():
             self.hosts_file.write_text("")
+
+    def configure(self, serve: ServeConfig) -> bool:
+        """Write the configuration for `serve`; whether it changed (a running dnsmasq then needs
+        restart(): it reads its main configuration only at start)."""
+        text = config(serve, self.runtime, self.boot_url)
+        if self.conf.exists() and self.conf.read_text() == text:
+            return False
+        self.conf.write_text(text)
+        return True
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
 
     def start(self) -> None:
         argv = ["dnsmasq", "--keep-in-foreground", "--log-facility=-", f"--conf-file={self.conf}"]

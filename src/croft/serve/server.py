@@ -92,12 +92,16 @@ def _tick(root: Path, provisioner: Provisioner, dnsmasq: Dnsmasq | None) -> None
     except CroftError as error:
         site = provisioner.site  # an invalid edit: keep serving what was valid
         print(f"croft serve: the site is invalid, still serving the last valid one:\n{error}", flush=True)
-    if site.machines != provisioner.site.machines:
+    assert site.config.serve is not None
+    changed = site.config.serve != provisioner.site.config.serve
+    if dnsmasq is not None and changed and dnsmasq.configure(site.config.serve):
+        dnsmasq.restart()
+        print("croft serve: [serve] changed; dnsmasq restarted (address and port need a restart)", flush=True)
+    if site.machines != provisioner.site.machines or site.config != provisioner.site.config:
         provisioner.reload(site)
         print("croft serve: inventory reloaded", flush=True)
     if dnsmasq is None:
         return
-    assert site.config.serve is not None
     full = site.config.serve.mode == "full"
     dnsmasq.update_hosts(hosts(provisioner.inventory, provisioner.netbooting(), full))
     restarted = dnsmasq.ensure_running()

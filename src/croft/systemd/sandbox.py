@@ -22,6 +22,11 @@ from croft.systemd import hardening
 
 DROP_IN = "croft-sandbox.conf"
 STATE_ROOT = "/var/lib/croft/state"
+
+
+def state_path(service: str, directory: str) -> str:
+    """Where a service's state directory lives on its machine (what it sees at `directory`)."""
+    return f"{STATE_ROOT}/{service}/current{directory}"
 """Where services' state lives on a machine: one btrfs subvolume per service (mount btrfs here)."""
 STATE_TOOL = "/usr/local/lib/croft/croft-state"
 STATE_CONF_DIR = "usr/local/etc/croft/state"
@@ -105,7 +110,7 @@ def drop_in(name: str, service: ServiceConfig) -> str:
         # The file in /usr/local is seen at the distro's path; the distro's file is not touched.
         lines.append(f"BindReadOnlyPaths=/{tree_path}:{distro_path}")
     for directory in service.state:
-        lines.append(f"BindPaths={STATE_ROOT}/{name}/current{directory}:{directory}")
+        lines.append(f"BindPaths={state_path(name, directory)}:{directory}")
     writable = [*service.state, *service.writable]
     if writable:
         lines.append("ReadWritePaths=" + " ".join(writable))
@@ -132,7 +137,7 @@ def _container_files(name: str, service: ServiceConfig) -> dict[str, GeneratedFi
     nspawn = ["/usr/bin/systemd-nspawn", "--quiet", "--keep-unit", "--register=no"]
     if service.network == "private":
         nspawn.append("--private-network")
-    nspawn += [f"--bind={STATE_ROOT}/{name}/current{d}:{d}" for d in service.state]
+    nspawn += [f"--bind={state_path(name, d)}:{d}" for d in service.state]
     nspawn += ["-D", f"{CONTAINER_ROOT}/{name}", "--as-pid2", *service.container.command]
     install = "" if service.socket is not None else "\n[Install]\nWantedBy=multi-user.target\n"
     return {

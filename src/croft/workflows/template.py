@@ -96,6 +96,9 @@ def render(site: Site, machine: Machine, name: str, context: dict[str, Any]) -> 
         raise SiteError(
             [Problem(path, f"{error.message} (rendering for {machine.name})", line=_template_line(error))]
         ) from None
+    except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError) as error:
+        message = f"{type(error).__name__}: {error} (rendering for {machine.name})"
+        raise SiteError([Problem(path, message, line=_template_line(error))]) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:

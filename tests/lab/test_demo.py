@@ -1,0 +1,61 @@
+"""The demo, trimmed to what CI can afford and still the whole story: the example site's images,
+its two lab machines provisioned through croft serve (raw image with BIOS, btrfs stream with
+UEFI), configured by croft deploy, their services answering; then the lab's BMC, and a teardown
+that leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from croft.fleet.rootfs import ssh_key
+from croft.lab import lab
+from croft.lab.demo import demo
+from croft.site.load import load_site
+from tests.conftest import EXAMPLE, copy_example
+
+pytestmark = pytest.mark.images
+
+
+def test_the_demo_provisions_configures_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.geteuid() != 0:
+        pytest.fail("the lab needs root")
+    site_dir = copy_example(tmp_path)
+    # The example's image store, kept between runs (a fresh clone builds it once).
+    store = EXAMPLE / ".croft" / "images"
+    store.mkdir(parents=True, exist_ok=True)
+    (site_dir / ".croft").mkdir()
+    (site_dir / ".croft" / "images").symlink_to(store)
+    monkeypatch.setenv("CROFT_SSH_KEY", str(ssh_key()))
+    said: list[str] = []
+    try:
+        stages = demo(site_dir, keep=True, say=said.append)
+        shown = "\n".join(said)
+        assert [name.split(" ")[0] for name, _ in stages] == [
+            "images",
+            "lab",
+            "provision",
+            "first",
+            "configure",
+            "services",
+        ]
+        assert "lab1: install/image success" in shown and "lab2: install/receive success" in shown
+        assert "hello-web on lab1 (http://10.77.0.21:8080/)" in shown
+        assert "notes on lab2 (http://10.77.0.22:8090/)" in shown
+        site = load_site(site_dir)
+        status = {machine.name: machine for machine in lab.status(site)}
+        assert status["lab1"].power == "running" and status["lab2"].firmware == "uefi"
+        assert status["lab1"].workflow.endswith("install: success")
+        assert lab.power(site, "lab1", "off") == "off"
+        assert lab.status(site)[0].power == "off"
+        assert lab.power(site, "lab1", "on") == "running"
+    finally:
+        assert lab.down(load_site(site_dir))
+    assert "croft-homelab-lab" not in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
+    assert str(site_dir) not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert not list((site_dir / ".croft" / "lab").glob("*.raw"))
