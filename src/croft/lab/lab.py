@@ -244,6 +244,9 @@ def power(site: Site, name: str, action: str) -> str:
         assert machine.process is not None
         lab.pid = machine.process.pid
         _save(site, state)
+        deadline = time.monotonic() + 10
+        while qmp.status() == "off" and time.monotonic() < deadline:
+            time.sleep(0.1)  # QEMU opens its QMP socket a moment after it starts
     return qmp.status() if action != "off" else "off"
 
 
