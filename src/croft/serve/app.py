@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -52,16 +51,6 @@ class Provisioner:
             and machine.config.hardware is not None
             and machine.config.hardware.allow_netboot
         }
-
-
-def admin_token(state: Path) -> str:
-    """The admin API's token, made on first use; the CLI reads the same file."""
-    path = state / "admin-token"
-    if not path.exists():
-        state.mkdir(parents=True, exist_ok=True)
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_hex(16) + "\n")
-    return path.read_text().strip()
 
 
 def make_app(provisioner: Provisioner) -> web.Application:

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from croft.errors import CroftError
-from croft.serve.app import admin_token
-from croft.serve.server import server_url, state_dir
+from croft.serve.location import admin_token, server_url, state_dir
 from croft.site.model import Site
 
 

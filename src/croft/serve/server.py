@@ -11,26 +11,14 @@ from pathlib import Path
 from aiohttp import web
 
 from croft.errors import CroftError
-from croft.serve.app import Provisioner, admin_token, make_app
+from croft.serve.app import Provisioner, make_app
 from croft.serve.dnsmasq import Dnsmasq, hosts
+from croft.serve.location import admin_token, server_url, state_dir
 from croft.site.load import load_site
 from croft.site.model import Site
 from croft.workflows.store import WorkflowStore, database_url
 
 TICK_SECONDS = 1.0
-
-
-def state_dir(site: Site) -> Path:
-    return site.state_dir / "serve"
-
-
-def server_url(site: Site) -> str:
-    if site.config.serve is None:
-        raise CroftError(
-            f"{site.root / 'site.toml'} has no [serve] table: add one with address, interface and "
-            "network (see docs/serve.md)"
-        )
-    return f"http://{site.config.serve.address}:{site.config.serve.http_port}"
 
 
 def serve(site_root: Path, *, dhcp: bool = True) -> None:
