@@ -439,12 +439,23 @@ def _print_workflow(data: dict[str, object]) -> None:
 @workflow.command("create")
 @click.argument("machine")
 @click.argument("template", required=False)
+@click.option("--netboot", is_flag=True, help="Then restart the machine netbooting (lab machines: QMP).")
 @click.pass_context
-def workflow_create(ctx: click.Context, machine: str, template: str | None) -> None:
+def workflow_create(ctx: click.Context, machine: str, template: str | None, netboot: bool) -> None:
     """Render TEMPLATE (default: the machine's hardware.workflow) for MACHINE and queue it."""
+    from croft.deploy.ssh import forget_host_keys
+
+    site = _load(ctx)
     _print_workflow(
         _admin(ctx).json("POST", "/admin/v1/workflows", {"machine": machine, "template": template})
     )
+    # A reinstalled machine makes new host keys: forget the old ones, or SSH would refuse it.
+    forget_host_keys(site.state_dir / "known_hosts", [site.machines[machine].address])
+    if netboot:
+        from croft.lab import lab as labs
+
+        # The lab's BMC: an installed machine boots its disk first, so tell it to netboot now.
+        click.echo(f"{machine}: {labs.power(site, machine, 'pxe')}, netbooting")
 
 
 @workflow.command("list")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,27 @@ def test_the_demo_provisions_configures_and_leaves_nothing_behind(
         assert lab.power(site, "lab1", "off") == "off"
         assert lab.status(site)[0].power == "off"
         assert lab.power(site, "lab1", "on") == "running"
+        # Reinstall lab1: the workflow, then the lab's BMC makes it netboot.
+        croft = [sys.executable, "-m", "croft", "--site", str(site_dir)]
+        created = subprocess.run(
+            [*croft, "workflow", "create", "lab1", "--netboot"], capture_output=True, text=True
+        )
+        assert created.returncode == 0 and "lab1: running, netbooting" in created.stdout, created.stderr
+        workflow = created.stdout.split()[1].rstrip(":")
+        deadline = time.monotonic() + 600
+        while "lab1 (install) success" not in (
+            shown := subprocess.run(
+                [*croft, "workflow", "show", workflow], capture_output=True, text=True
+            ).stdout
+        ):
+            assert time.monotonic() < deadline and "failed" not in shown, shown
+            time.sleep(3)
+        deadline = time.monotonic() + 300
+        while (
+            ssh := subprocess.run([*croft, "lab", "ssh", "lab1", "hostname"], capture_output=True, text=True)
+        ).stdout != "lab1\n":
+            assert time.monotonic() < deadline, ssh.stderr
+            time.sleep(3)
     finally:
         assert lab.down(load_site(site_dir))
     assert "croft-homelab-lab" not in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout

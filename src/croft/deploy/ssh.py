@@ -19,6 +19,13 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CROFT_CACHE", Path.home() / ".cache" / "croft"))
 
 
+def forget_host_keys(known_hosts: Path, addresses: list[str]) -> None:
+    """Forget the host keys recorded for `addresses` (machines about to be reinstalled)."""
+    if known_hosts.exists():
+        for address in addresses:
+            run(["ssh-keygen", "-R", address, "-f", known_hosts], check=False)
+
+
 class Connection:
     def __init__(self, target: SshTarget, known_hosts: Path, *, persist: str = "60") -> None:
         self.target = target

@@ -19,11 +19,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from croft.deploy.ssh import forget_host_keys
 from croft.errors import CroftError
 from croft.lab.network import Lan
 from croft.lab.qemu import Firmware, Machine
 from croft.lab.qmp import Qmp
-from croft.run import run, spawn
+from croft.run import spawn
 from croft.site.model import Site
 
 DISK_SIZE = 4 << 30  # sparse: takes what the installed system uses
@@ -126,7 +127,7 @@ def up(site: Site, *, count: int | None = None, firmware: Firmware | None = None
     lan.create()
     _save(site, state)  # from here on, `croft lab down` cleans up whatever follows
     try:
-        _forget_host_keys(site, names)
+        forget_host_keys(site.state_dir / "known_hosts", [site.machines[name].address for name in names])
         log = directory / "serve.log"
         state.serve_pid = spawn(
             [
@@ -174,14 +175,6 @@ def _wait_for_serve(log: Path, pid: int) -> None:
         if not _alive(pid) or time.monotonic() > deadline:
             raise CroftError(f"croft serve did not start:\n{log.read_text(errors='replace')[-2000:]}")
         time.sleep(0.1)
-
-
-def _forget_host_keys(site: Site, names: list[str]) -> None:
-    """A reinstalled machine has new host keys: forget the old ones, not to be refused."""
-    known_hosts = site.state_dir / "known_hosts"
-    if known_hosts.exists():
-        for name in names:
-            run(["ssh-keygen", "-R", site.machines[name].address, "-f", known_hosts], check=False)
 
 
 def _alive(pid: int) -> bool:
