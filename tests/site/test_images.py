@@ -5,17 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
-from croft.errors import SiteError
 from croft.site.images import check_image_trees
 from croft.site.load import load_site
-
-
-def problems(site: Path) -> str:
-    with pytest.raises(SiteError) as info:
-        load_site(site, use_cache=False)
-    return str(info.value)
+from tests.site.test_services import problems
 
 
 def test_example_images_load(example_site: Path) -> None:

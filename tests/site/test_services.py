@@ -9,6 +9,7 @@ from croft.site.load import load_site
 
 
 def problems(site: Path) -> str:
+    """Every problem loading the site at `site` reports, as one text."""
     with pytest.raises(SiteError) as info:
         load_site(site, use_cache=False)
     return str(info.value)
