@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 # Unknown keys are errors: a misspelt key silently ignored is the worst kind of bug in a config.
-_STRICT: dict[str, Any] = {"extra": "forbid"}
+STRICT: dict[str, Any] = {"extra": "forbid"}
 
 # croft owns this subtree of every target and nothing outside it, so `rm -rf /usr/local/*`
 # returns a machine to its distribution.
@@ -21,7 +21,7 @@ OWNED_ROOT = "usr/local"
 
 @dataclass(frozen=True)
 class SshConfig:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     user: str | None = None
     port: int | None = None
     key: str | None = None
@@ -32,7 +32,7 @@ class SshConfig:
 
 @dataclass(frozen=True)
 class DeployConfig:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     keep_generations: int = 10
     """Generations kept on each machine; older ones are pruned after a successful deploy."""
     settle_seconds: float = 0.5
@@ -45,7 +45,7 @@ class DeployConfig:
 class DnsConfig:
     """Names under the site's domain for every machine and service, served by one machine."""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     server: str
     """The machine that answers for the domain (dnsmasq); every machine asks it (systemd-resolved)."""
 
@@ -54,7 +54,7 @@ class DnsConfig:
 class NetbootConfig:
     """What a netbooting machine runs: images from images/ (see docs/images.md)."""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     initrd: str = "initrd"
     """An initrd image: the kernel and croft's initrd."""
     base: str = "netboot"
@@ -69,7 +69,7 @@ class NetbootConfig:
 class ServeConfig:
     """`croft serve`: PXE (dnsmasq), iPXE scripts, artifacts, metadata and workflows."""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     address: str
     """The server's address on the provisioning LAN; machines fetch everything from it."""
     interface: str
@@ -95,7 +95,7 @@ class ServeConfig:
 class SiteConfig:
     """site.toml"""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     name: str
     domain: str = "home.arpa"
     ssh: SshConfig = field(default_factory=SshConfig)
@@ -107,7 +107,7 @@ class SiteConfig:
 
 @dataclass(frozen=True)
 class InterfaceConfig:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     mac: str
     ip: str | None = None
     """The address with its prefix, e.g. "10.77.0.21/24"."""
@@ -120,7 +120,7 @@ class InterfaceConfig:
 class MetadataConfig:
     """What the machine's metadata (EC2 and NoCloud shapes) serves it."""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     user_data: str | None = None
     ssh_keys: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
@@ -130,7 +130,7 @@ class MetadataConfig:
 class HardwareConfig:
     """A machine croft provisions: how to recognise it on the LAN and what it is."""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     interfaces: tuple[InterfaceConfig, ...]
     arch: Literal["x86_64", "aarch64"] = "x86_64"
     firmware: Literal["bios", "uefi"] = "bios"
@@ -146,7 +146,7 @@ class HardwareConfig:
 class MachineConfig:
     """machines/<name>.toml"""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     address: str
     layers: tuple[str, ...] = ()
     ssh: SshConfig = field(default_factory=SshConfig)
@@ -158,7 +158,7 @@ class MachineConfig:
 class UnitConfig:
     """A unit a layer owns: which files, besides its unit file and drop-ins, restart it."""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     config: tuple[str, ...] = ()
     """Glob patterns of target paths (e.g. "usr/local/etc/web/**") whose change restarts it."""
 
@@ -167,7 +167,7 @@ class UnitConfig:
 class SocketConfig:
     """Socket activation through a proxy: the first connection starts the service."""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     listen: tuple[str, ...]
     """Where the proxy listens on the machine: "80", "0.0.0.0:80", "[::]:443"."""
     target: int
@@ -178,7 +178,7 @@ class SocketConfig:
 
 @dataclass(frozen=True)
 class LimitsConfig:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     memory: str | None = None
     """MemoryMax=, e.g. "256M"."""
     cpu: str | None = None
@@ -191,7 +191,7 @@ class LimitsConfig:
 class ContainerConfig:
     """The service is an nspawn container, started afresh from a template on every start."""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     rootfs: str
     """A tree the layers ship under usr/local/ (e.g. with `!` links to binaries): the template."""
     command: tuple[str, ...]
@@ -202,7 +202,7 @@ class ContainerConfig:
 class ServiceConfig:
     """A service a layer runs as a sandbox: services/<name>.toml or [services.<name>] in layer.toml."""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     unit: str | None = None
     """The systemd unit: a distro unit (nginx.service) or one the layer ships; default <name>.service."""
     profile: Literal["strict", "default", "relaxed"] = "default"
@@ -232,7 +232,7 @@ class ServiceConfig:
 class LayerConfig:
     """layers/<layer>/layer.toml (optional)"""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     vars: dict[str, Any] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     """Glob patterns of target paths that ship with mode 0600 and are never printed in diffs."""
@@ -245,7 +245,7 @@ class LayerConfig:
 class ImageConfig:
     """images/<name>.toml: an image `croft image build` makes (see docs/images.md)."""
 
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     kind: Literal["base", "overlay", "initrd", "disk"]
     suite: str = "bookworm"
     """The Debian release debootstrap installs (base, disk)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from croft.errors import Problem, SiteError
-from croft.site.model import Machine, Site
+from croft.site.model import STRICT, Machine, Site
 
 # The actions croft's agent runs (croft/agent/actions.py); `command:` runs anything else.
 BUILTIN_ACTIONS = (
@@ -37,12 +37,11 @@ BUILTIN_ACTIONS = (
     "kexec",
     "reboot",
 )
-_STRICT: dict[str, Any] = {"extra": "forbid"}
 
 
 @dataclass(frozen=True)
 class ActionSpec:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     name: str
     action: str | None = None
     """A built-in action (see docs/workflows.md)."""
@@ -56,14 +55,14 @@ class ActionSpec:
 
 @dataclass(frozen=True)
 class TaskSpec:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     name: str
     actions: tuple[ActionSpec, ...]
 
 
 @dataclass(frozen=True)
 class WorkflowSpec:
-    __pydantic_config__: ClassVar[dict[str, Any]] = _STRICT
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     name: str
     tasks: tuple[TaskSpec, ...]
     global_timeout: int = 3600
