@@ -92,6 +92,11 @@ def bench_build(site: Path, runs: int) -> None:
         return once
 
     line("one plain file edited (shared by all)", median_of(runs, after_edit(COMMON_FILE, "edit\n")))
+    os.environ["CROFT_BUILD_SERVER"] = "0"
+    cold = median_of(runs, after_edit(COMMON_TEMPLATE, "# a\n"))
+    line("one template edited, without the build server", cold)
+    del os.environ["CROFT_BUILD_SERVER"]
+    after_edit(COMMON_TEMPLATE, "# starts the server\n")()
     line("one template edited (shared by all)", median_of(runs, after_edit(COMMON_TEMPLATE, "# edit\n")))
     own = f"machines/m03/{SHARE}/m03/d00/f010.txt"
     for path in (COMMON_FILE, COMMON_TEMPLATE, own):
@@ -106,6 +111,7 @@ def bench_build(site: Path, runs: int) -> None:
         return timed(build, site)
 
     line("a variable every template reads (site.toml)", median_of(runs, vars_edit), "(re-renders 1,000)")
+    subprocess.run(["pkill", "-f", f"croft.build.warm {site / '.croft'}"], check=False)
 
 
 # -- deploy ---------------------------------------------------------------------------------------

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, NoReturn
 
+# Not `from typing import TYPE_CHECKING`: typing costs the quick path of a build ~7 ms to import.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import NoReturn
+
     from croft.build import stamp
 
 
@@ -102,15 +105,17 @@ def deploy_command(root: str, machines: tuple[str, ...], *, rollback: bool = Tru
 
 
 def _quick(state_dir: str, key: str, changes: stamp.Changes, *, report: bool) -> bool:
-    """Bring the build up to date without the builder, when nothing or only the content of plain
-    files changed (see croft.build.quick); whether that was enough."""
+    """Bring the build up to date without the builder, when nothing or only the content of files
+    and templates changed (see croft.build.quick and .warm); whether that was enough."""
     from croft.build import stamp
 
     written: dict[str, int] | None = {}
     if changes:
-        from croft.build import quick
+        if changes.structural:
+            return False
+        from croft.build import warm
 
-        written = quick.apply(state_dir, changes)
+        written = warm.apply(state_dir, changes)
         if written is None:
             return False
     if changes.restat:

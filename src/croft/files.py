@@ -50,6 +50,21 @@ def produce(source: StrPath, target: StrPath, mode: int) -> str:
     return digest
 
 
+def put(target: StrPath, data: bytes, digest: str, mode: int) -> bool:
+    """Make `target` hold `data` (whose sha256 is `digest`) with this mode, stamped by its
+    content; whether it had to be written."""
+    try:
+        same = sha256(target) == digest
+    except FileNotFoundError:
+        same = False
+    if same:
+        os.chmod(target, mode)
+        return False
+    write(target, data, mode)
+    stamp_content(target, digest)
+    return True
+
+
 def sha256(path: StrPath) -> str:
     import hashlib
 

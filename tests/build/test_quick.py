@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 
@@ -54,10 +55,48 @@ def test_the_command_reports_what_the_quick_path_wrote(
     assert capsys.readouterr().out == "up to date\n"
 
 
+def test_a_template_edit_renders_with_the_context_its_machines_last_build_kept(example_site: Path) -> None:
+    build_command(str(example_site), ())
+    page = example_site / "layers/web/usr/local/share/www/index.html.j2"
+    changes = changes_after(
+        example_site, page, "<p>{{ greeting }} from {{ machine.name }} ({{ facts.nproc }})</p>\n"
+    )
+    assert quick.apply(str(example_site / ".croft"), changes) == {"lab1": 1, "web1": 1, "web2": 1}
+    built = example_site / ".croft/build/web2/root/usr/local/share/www/index.html"
+    assert built.read_text() == "<p>Hello from croft from web2 (2)</p>\n"
+    # Exactly what the builder makes, keys included: a whole build finds every output current.
+    quick_manifests = manifests(example_site)
+    database = sqlite3.connect(example_site / ".croft/cache/build.db")
+    keys = database.execute("SELECT machine, path, key, deps FROM outputs ORDER BY 1, 2").fetchall()
+    sources.forget_walks()
+    site = load_site(example_site)
+    builder.build(site, site.select([]))
+    assert database.execute("SELECT machine, path, key, deps FROM outputs ORDER BY 1, 2").fetchall() == keys
+    builder.build(site, site.select([]), force=True, record_as="*")
+    assert manifests(example_site) == quick_manifests
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<p>{{ nosuch }}</p>\n",  # an error, which the builder reports with its line
+        "<p>{{ greeting }</p>\n",  # a syntax error
+        '{% include "usr/local/share/www/other.html.j2" %}\n',  # an include to index
+    ],
+)
+def test_a_template_edit_the_quick_path_cannot_settle_writes_nothing(example_site: Path, text: str) -> None:
+    build_command(str(example_site), ())
+    page = example_site / "layers/web/usr/local/share/www/index.html.j2"
+    built = example_site / ".croft/build/web2/root/usr/local/share/www/index.html"
+    before = built.read_text()
+    changes = changes_after(example_site, page, text)
+    assert quick.apply(str(example_site / ".croft"), changes) is None
+    assert built.read_text() == before
+
+
 @pytest.mark.parametrize(
     "edit",
     [
-        "layers/web/usr/local/share/www/index.html.j2",  # a template
         "layers/web/usr/local/lib/systemd/system/hello-web.service",  # a unit file
         "layers/web/layer.toml",  # what the site says
     ],

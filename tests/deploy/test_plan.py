@@ -76,3 +76,12 @@ def test_templates_are_never_started_or_restarted() -> None:
         "flip 1",
         "daemon-reload",
     ]
+
+
+def test_system_users_are_made_before_units_start() -> None:
+    users = "usr/local/lib/sysusers.d/croft-web.conf"
+    new = manifest(unit="a")
+    new.entries[users] = Entry("file", 0o644, "u")
+    steps = plan.steps(Manifest("m"), new, "1")
+    assert steps.index("flip 1") < steps.index("sysusers") < steps.index("start web.service")
+    assert "sysusers" not in plan.steps(new, new, "2")

@@ -52,8 +52,10 @@ class Croft:
         self.site = site
         self.env = {**os.environ, "CROFT_SSH_KEY": str(ssh_key()), "CROFT_SITE": str(site)}
 
-    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run([*CROFT, *args], env=self.env, capture_output=True, text=True, timeout=300)
+    def __call__(self, *args: str, ok: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*CROFT, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
         if ok and result.returncode != 0:
             raise AssertionError(
                 f"croft {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"

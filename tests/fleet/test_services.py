@@ -88,6 +88,10 @@ def test_sandbox_confines_the_service_and_overlays_its_config(fleet: Fleet, crof
 
 def test_state_snapshot_and_restore(fleet: Fleet, croft: Croft) -> None:
     croft("deploy", "web2")
+    # The service writes its state itself, as the user of its own that owns the state.
+    assert "in my state" in get(f"{SUBNET}.12", 8090)
+    owners = inside(fleet, "web2", "stat", "-c", "%U", f"{NOTES_STATE}/starts", f"{NOTES_STATE}/index.html")
+    assert owners.split() == ["croft-notes", "croft-notes"]
     inside(fleet, "web2", "sh", "-c", f"echo '<p>first</p>' > {NOTES_STATE}/index.html")
     assert get(f"{SUBNET}.12", 8090) == "<p>first</p>\n"
     snapshot = croft("snapshot", "create", "web2", "notes").stdout.strip()
@@ -151,3 +155,31 @@ def test_a_container_service_runs_from_a_fresh_snapshot_and_answers(fleet: Fleet
     page.write_text("<p>edited in the container on {{ machine.name }}</p>\n")
     croft("deploy", "web1")
     assert get(f"{SUBNET}.11", 8100) == "<p>edited in the container on web1</p>\n"
+
+
+def test_a_vm_boots_its_image_is_configured_from_its_seed_and_answers(fleet: Fleet, croft: Croft) -> None:
+    # The image the example's VM boots: Debian with cloud-init, as qcow2.
+    croft("image", "build", "cloud", timeout=1800)
+    machine = croft.site / "machines/db1.toml"
+    machine.write_text(machine.read_text().replace("layers = [", 'layers = ["vms", ', 1))
+    croft("deploy", "db1")
+    # The machine has no KVM: the VM runs emulated (its next accelerator), so it boots slowly.
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            page = get(f"{SUBNET}.13", 8300)
+            break
+        except OSError:
+            console = inside(
+                fleet, "db1", "journalctl", "-q", "-u", "hello-vm", "-n", "30", "--no-pager", ok=False
+            )
+            assert time.monotonic() < deadline, f"the VM never answered; its console:\n{console}"
+            time.sleep(3)
+    # cloud-init read the seed: the hostname from its meta-data, the page from its user-data.
+    assert page == "<p>Hello from hello-vm, a VM configured by cloud-init</p>\n"
+    # Its console is in the machine's journal, under the service's name.
+    assert "cloud-init" in inside(fleet, "db1", "journalctl", "-q", "-t", "hello-vm", "--no-pager")
+    # Gone from the site, it stops.
+    machine.write_text(machine.read_text().replace('"vms", ', ""))
+    croft("deploy", "db1")
+    assert not active(fleet, "db1", "hello-vm.service")

@@ -140,8 +140,9 @@ def get(path: str, token: str | None = None) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
-def dhcp(mac: str) -> dict[str, str]:
-    """What dnsmasq answers a DHCP client with this MAC on the LAN: {} when it does not answer."""
+def dhcp(mac: str, arch: int | None = None) -> dict[str, str]:
+    """What dnsmasq answers a DHCP client with this MAC (and client architecture, DHCP option 93)
+    on the LAN: {} when it does not answer."""
     ns = ["ip", "-n", NETNS]
     subprocess.run([*ns, "link", "del", "dhcpc"], capture_output=True)
     subprocess.run(
@@ -153,9 +154,10 @@ def dhcp(mac: str) -> dict[str, str]:
     hook = Path("/run/croft-dhcp-test.sh")
     hook.write_text(script)
     hook.chmod(0o755)
+    option = ["-x", f"0x5d:{arch:04x}"] if arch is not None else []
     result = subprocess.run(
         ["ip", "netns", "exec", NETNS, "busybox", "udhcpc", "-i", "dhcpc", "-n", "-q", "-f",
-         "-t", "2", "-T", "1", "-s", str(hook)],
+         "-t", "2", "-T", "1", "-s", str(hook), *option],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     subprocess.run([*ns, "link", "del", "dhcpc"], capture_output=True)
@@ -302,6 +304,29 @@ def test_logs_follow_until_the_workflow_ends(serve: Serve, tmp_path: Path) -> No
         agent.kill()
         follow.kill()
     assert "==> steps/first\nfirst on lab2\n" in output and output.endswith("==> workflow success\n")
+
+
+def test_the_client_architecture_picks_the_ipxe_binary(serve: Serve, tmp_path: Path) -> None:
+    serve.croft("workflow", "create", "lab1")
+    time.sleep(1.5)  # the server's tick rewrites dnsmasq's hosts file
+    assert dhcp(LAB1_MAC, arch=0)["boot_file"] == "undionly.kpxe"  # BIOS
+    assert dhcp(LAB1_MAC, arch=7)["boot_file"] == "ipxe.efi"  # x86-64 UEFI
+    assert dhcp(LAB1_MAC, arch=11)["boot_file"] == ""  # arm64 UEFI: no iPXE for it yet
+    # The site names an arm64 iPXE (a stand-in here: none can be built on this machine), and
+    # dnsmasq, restarted for the change, hands it out and serves it by TFTP.
+    (serve.site / "snp-arm64.efi").write_bytes(b"an arm64 iPXE\n")
+    toml = serve.site / "site.toml"
+    toml.write_text(toml.read_text().replace('mode = "full"', 'mode = "full"\nipxe_arm64 = "snp-arm64.efi"'))
+    deadline = time.monotonic() + 15
+    while dhcp(LAB1_MAC, arch=11)["boot_file"] != "snp-arm64.efi":
+        assert time.monotonic() < deadline, serve.log.read_text()
+    fetched = tmp_path / "fetched.efi"
+    subprocess.run(
+        ["ip", "netns", "exec", NETNS, "busybox", "tftp", "-g", "-r", "snp-arm64.efi", "-l", str(fetched),
+         "10.78.0.1"],
+        check=True, timeout=30,
+    )  # fmt: skip
+    assert fetched.read_bytes() == b"an arm64 iPXE\n"
 
 
 def test_discovery_netboots_unknown_machines_after_a_live_change(serve: Serve) -> None:

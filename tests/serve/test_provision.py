@@ -116,12 +116,31 @@ def _nothing() -> Iterator[None]:
     yield
 
 
-@pytest.mark.parametrize(("mode", "firmware"), [("full", "bios"), ("proxy", "uefi")])
+# The install workflow, ending with a kexec into the installed kernel instead of a reboot.
+KEXEC = """\
+      - name: kexec
+        action: kexec
+        timeout: 60
+        env:
+          DEST_PARTITION: PARTLABEL=croft-root
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "firmware", "finish"),
+    [("full", "bios", "reboot"), ("proxy", "uefi", "reboot"), ("full", "bios", "kexec")],
+)
 def test_a_bare_machine_is_installed_and_boots_its_disk(
-    images: dict[str, ImageManifest], tmp_path: Path, mode: str, firmware: Firmware
+    images: dict[str, ImageManifest], tmp_path: Path, mode: str, firmware: Firmware, finish: str
 ) -> None:
     with serving(tmp_path, mode) as site:
-        created = croft(site, "workflow", "create", "lab1")
+        template = "install"
+        if finish == "kexec":
+            template = "install-kexec"
+            install = (site / "workflows" / "install.yaml").read_text()
+            reboot = install.index("      - name: reboot")
+            (site / "workflows" / f"{template}.yaml").write_text(install[:reboot] + KEXEC)
+        created = croft(site, "workflow", "create", "lab1", template)
         workflow_id = created.split()[1].rstrip(":")
         assert "pending" in created
         disk = tmp_path / "disk.raw"
@@ -135,15 +154,18 @@ def test_a_bare_machine_is_installed_and_boots_its_disk(
         try:
             machine.wait_for(r"croft-init: root is the base \+ 1 overlay", 240)
             machine.wait_for(r"croft-agent: asking http://10\.78\.0\.1:8080 for work", 120)
-            machine.wait_for(r"install/reboot: starting", 600)
-            # After the reboot the firmware PXE-boots again, gets no boot file, boots the disk.
+            machine.wait_for(rf"install/{finish}: starting", 600)
+            # After a reboot the firmware PXE-boots again, gets no boot file, boots the disk; a
+            # kexec starts the installed kernel at once.
             machine.wait_for(r"croft-init: root is /dev/vda2", 300)
             machine.wait_for(r"lab1 login:", 180)
+            after = machine.console.read_text(errors="replace").split(f"install/{finish}: starting")[-1]
+            assert ("SeaBIOS" in after) == (firmware == "bios" and finish == "reboot")
         finally:
             machine.stop()
         shown = croft(site, "workflow", "show", workflow_id)
-        assert f"workflow {workflow_id}: lab1 (install) success" in shown, shown
+        assert f"workflow {workflow_id}: lab1 ({template}) success" in shown, shown
         logs = croft(site, "workflow", "logs", workflow_id)
         assert "==> install/image" in logs and "downloaded" in logs
         listed = [line.split()[:4] for line in croft(site, "workflow", "list").splitlines()]
-        assert [workflow_id, "lab1", "install", "success"] in listed
+        assert [workflow_id, "lab1", template, "success"] in listed

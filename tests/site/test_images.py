@@ -14,12 +14,14 @@ def test_example_images_load(example_site: Path) -> None:
     site = load_site(example_site)
     assert {name: image.config.kind for name, image in site.images.items()} == {
         "agent": "overlay",
+        "cloud": "disk",
         "debian": "disk",
         "initrd": "initrd",
         "netboot": "base",
     }
     assert site.images["agent"].config.agent
     assert site.images["debian"].config.size == "2G"
+    assert site.images["cloud"].config.outputs == ("qcow2",)
 
 
 def test_malformed_toml_names_the_line(example_site: Path) -> None:

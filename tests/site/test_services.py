@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from croft.build import builder
 from croft.errors import SiteError
 from croft.site.load import load_site
 
@@ -63,3 +64,29 @@ def test_unknown_key_in_a_service_lists_the_allowed_ones(example_site: Path) -> 
 def test_a_service_declared_twice_is_refused(example_site: Path) -> None:
     (example_site / "layers/notes/layer.toml").write_text('[services.notes]\nprofile = "strict"\n')
     assert "service 'notes' is also declared in layer.toml" in problems(example_site)
+
+
+def test_a_malformed_vm_is_refused_with_each_reason(example_site: Path) -> None:
+    (example_site / "layers/vms/services/hello-vm.toml").write_text(
+        'state = ["/var/lib/vm"]\n'
+        "[vm]\n"
+        'image = "/srv/vm.qcow2"\n'
+        'memory = "lots"\n'
+        'ports = ["80"]\n'
+    )
+    found = problems(example_site)
+    vm = "layers/vms/services/hello-vm.toml"
+    assert f"{vm}:1: state: service 'hello-vm': not for a VM: a VM starts afresh from its image" in found
+    assert f"{vm}:3: vm.image: service 'hello-vm': '/srv/vm.qcow2' is not a file croft ships" in found
+    assert f"{vm}:4: vm.memory: service 'hello-vm': 'lots' is not a size in M or G" in found
+    assert f"{vm}:5: vm.ports.0: service 'hello-vm': '80' is not MACHINE_PORT:VM_PORT" in found
+
+
+def test_a_vm_whose_image_is_not_built_names_the_command_that_builds_it(example_site: Path) -> None:
+    machine = example_site / "machines/db1.toml"
+    machine.write_text(machine.read_text().replace("layers = [", 'layers = ["vms", ', 1))
+    site = load_site(example_site, use_cache=False)
+    with pytest.raises(SiteError) as info:
+        builder.build(site, site.select(["db1"]), write=False)
+    found = str(info.value)
+    assert "`!` link points nowhere" in found and "after `croft image build NAME`" in found

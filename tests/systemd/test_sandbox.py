@@ -5,7 +5,7 @@ from pathlib import Path
 from croft.build import builder, sources
 from croft.commands import _explain
 from croft.site.load import load_site
-from croft.site.model import ContainerConfig, ServiceConfig, SocketConfig
+from croft.site.model import ContainerConfig, ServiceConfig, SocketConfig, VmConfig
 from croft.systemd import hardening, sandbox
 
 UNITS = "usr/local/lib/systemd/system"
@@ -83,10 +83,57 @@ def test_a_container_is_a_unit_croft_writes() -> None:
     )
     files = sandbox.generate({"box": service}, shipped=set())
     unit = files[f"{UNITS}/box.service"].content
-    prepare = "ExecStartPre=/usr/local/lib/croft/croft-container prepare box /usr/local/share/croft/rootfs/box"  # noqa: E501
+    prepare = (
+        "ExecStartPre=/usr/local/lib/croft/croft-container prepare box /usr/local/share/croft/rootfs/box"
+    )
     assert prepare in unit
     assert "--bind=/var/lib/croft/state/box/current/var/lib/box:/var/lib/box" in unit
     assert "-D /var/lib/croft/containers/box --as-pid2 /bin/box --serve" in unit
     assert "Delegate=yes" in unit and "WantedBy=multi-user.target" in unit
     assert "ProtectSystem" not in files[f"{UNITS}/box.service.d/croft-sandbox.conf"].content
     assert f"{UNITS}/multi-user.target.wants/box.service" not in files
+
+
+def test_a_strict_service_with_state_gets_a_user_of_its_own_that_owns_it() -> None:
+    service = ServiceConfig(profile="strict", state=("/var/lib/notes",))
+    files = sandbox.generate({"notes": service}, shipped={"notes.service"})
+    drop_in = files[f"{UNITS}/notes.service.d/croft-sandbox.conf"].content
+    # DynamicUser= takes the static user when it exists: a UID that stays, for state that stays.
+    assert "DynamicUser=yes" in drop_in and "User=croft-notes" in drop_in
+    assert files["usr/local/lib/sysusers.d/croft-notes.conf"].content.endswith(
+        'u croft-notes - "notes (croft)"\n'
+    )
+    assert "OWNER=croft-notes" in files["usr/local/etc/croft/state/notes.conf"].content
+    # Without state, or with a profile that keeps the unit's own user, nothing of the kind.
+    for name, other in {
+        "web": ServiceConfig(profile="strict"),
+        "nginx": ServiceConfig(profile="default", state=("/var/lib/nginx",)),
+    }.items():
+        generated = sandbox.generate({name: other}, shipped=set())
+        assert "\nUser=" not in generated[f"{UNITS}/{name}.service.d/croft-sandbox.conf"].content
+        assert not any("sysusers.d" in path for path in generated)
+
+
+def test_a_vm_is_a_unit_with_its_image_its_seed_and_its_ports() -> None:
+    service = ServiceConfig(
+        vm=VmConfig(
+            image="usr/local/share/croft/vm/app.qcow2",
+            memory="1G",
+            cpus=2,
+            ports=("8300:80",),
+            user_data="#cloud-config\nhostname: app\n",
+            accelerators=("tcg",),
+        )
+    )
+    files = sandbox.generate({"app": service}, shipped=set())
+    unit = files[f"{UNITS}/app.service"].content
+    assert "-accel tcg -m 1G -smp 2" in unit
+    assert "file=/usr/local/share/croft/vm/app.qcow2,if=virtio,format=qcow2,snapshot=on" in unit
+    assert "file.driver=vvfat,file.dir=/run/croft-vm-app/seed,file.label=cidata" in unit
+    assert "user,id=net0,hostfwd=tcp::8300-:80" in unit and "WantedBy=multi-user.target" in unit
+    assert files["usr/local/lib/croft/vm/app/seed/user-data"].content == "#cloud-config\nhostname: app\n"
+    assert '"local-hostname": "app"' in files["usr/local/lib/croft/vm/app/seed/meta-data"].content
+    # QEMU generates code: the relaxed profile, with /dev/kvm its only device.
+    drop_in = files[f"{UNITS}/app.service.d/croft-sandbox.conf"].content
+    assert "MemoryDenyWriteExecute" not in drop_in and "ProtectSystem=strict" in drop_in
+    assert "DevicePolicy=closed" in drop_in and "DeviceAllow=/dev/kvm rw" in drop_in

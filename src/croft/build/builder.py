@@ -28,10 +28,10 @@ from croft.build.manifest import (
     install_targets,
     unit_of,
 )
+from croft.build.render import TEMPLATE_SUFFIX
 from croft.build.result import BuildResult, build_dir, unchanged
 from croft.build.sources import (
     MACHINE_ORIGIN,
-    TEMPLATE_SUFFIX,
     Composition,
     Kind,
     Source,
@@ -268,6 +268,27 @@ def _build_changed(
     return results
 
 
+def _missing_vm_images(site: Site, machine: Machine, comp: Composition) -> list[Problem]:
+    """A VM's image must be in the machine's tree (a file, not a directory)."""
+    problems = []
+    for layer in site.machine_layers(machine):
+        for name, service in layer.config.services.items():
+            if service.vm is None:
+                continue
+            source = comp.sources.get(service.vm.image.strip("/"))
+            if source is None or source.kind != "file":
+                own_file = layer.path / "services" / f"{name}.toml"
+                problems.append(
+                    Problem(
+                        own_file if own_file.exists() else layer.path / "layer.toml",
+                        f"vm.image: {service.vm.image} is not a file in {machine.name}'s tree",
+                        hint="ship the image in a layer, e.g. a `!` link to .croft/images/NAME.qcow2 "
+                        "after `croft image build NAME`",
+                    )
+                )
+    return problems
+
+
 def _unique(problems: list[Problem]) -> list[Problem]:
     seen: dict[str, Problem] = {}
     for problem in problems:
@@ -368,6 +389,7 @@ class MachineBuild:
             self.cache = self.state.outputs(self.machine.name)
         comp = composition(self.site, self.machine)
         self.problems += comp.problems
+        self.problems += _missing_vm_images(self.site, self.machine, comp)
         # Templates are named by their path in the tree, e.g. {% include "usr/local/etc/a.j2" %}.
         self.templates = {
             s.path + TEMPLATE_SUFFIX: str(s.file) for s in comp.sources.values() if s.kind == "template"
@@ -412,6 +434,8 @@ class MachineBuild:
     def _save(self, changed: dict[str, Output], removed: list[str], wanted: dict[str, Any] | None) -> None:
         if self.state is None:
             return
+        if self.context is not None:
+            self.state.save_context(self.machine.name, self.context)
         manifest_file = self.directory / "manifest.json"
         if changed or removed or wanted != self.state.wanted(self.machine.name):
             self.state.save(self.machine.name, changed, removed, self.templates, wanted)
@@ -483,18 +507,9 @@ class MachineBuild:
                 self.problems.append(self._undefined_problem(source, name_missing))
             return None
         self.template_deps[source.path] = {"names": sorted(names), "includes": sorted(includes)}
-        if "*" in includes:
-            includes = set(self.templates)
-        stamps = sorted(
-            (inc, os.stat(self.templates[inc]).st_mtime_ns) for inc in includes if inc in self.templates
+        return render.template_key(
+            str(source.file), source.stamp, self.context, names, includes, self.templates
         )
-        return [
-            "template",
-            str(source.file),
-            *source.stamp,
-            render.values_digest(self.context, names),
-            [list(pair) for pair in stamps],
-        ]
 
     def _parse_template(self, source: Source) -> tuple[set[str], set[str]] | None:
         import jinja2
@@ -554,12 +569,8 @@ class MachineBuild:
                 self.unit_texts[path] = text
             data = text.encode()
             digest = hashlib.sha256(data).hexdigest()
-            if self.write and _current_hash(target) != digest:
-                files.write(target, data, mode)
-                files.stamp_content(target, digest)
+            if self.write and files.put(target, data, digest, mode):
                 self.written += 1
-            elif self.write:
-                os.chmod(target, mode)
             return Entry("file", mode=mode, sha256=digest, origin=source.origin, units=units, secret=secret)
         if unit_of(path):
             self.unit_texts[path] = source.file.read_text()
@@ -653,13 +664,6 @@ def _source_again(path: str, output: Output) -> Source | None:
     stamp_now = (st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode)
     kind: Kind = "link" if link else "template" if output.kind == "template" else "file"
     return Source(path, Path(output.source), kind, output.origin, stamp_now)
-
-
-def _current_hash(path: Path) -> str | None:
-    try:
-        return files.sha256(path)
-    except FileNotFoundError:
-        return None
 
 
 def _is_link_to(path: Path, target: str) -> bool:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from croft.build.manifest_format import (
     MANIFEST_VERSION,
+    SYSUSERS_DIR,
     UNIT_DIR,
     UNIT_SUFFIXES,
     entry_line,
@@ -21,7 +22,16 @@ from croft.build.manifest_format import (
     wanted_line,
 )
 
-__all__ = ["MANIFEST_VERSION", "UNIT_DIR", "UNIT_SUFFIXES", "Entry", "Manifest", "install_targets", "unit_of"]
+__all__ = [
+    "MANIFEST_VERSION",
+    "SYSUSERS_DIR",
+    "UNIT_DIR",
+    "UNIT_SUFFIXES",
+    "Entry",
+    "Manifest",
+    "install_targets",
+    "unit_of",
+]
 
 EntryType = Literal["file", "link", "dir"]
 

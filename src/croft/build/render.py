@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from pathlib import Path
+import os
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from croft.errors import Problem
+from croft.files import StrPath
 
 if TYPE_CHECKING:
     import jinja2
     from jinja2 import nodes
+
+    from croft.errors import Problem
+
+TEMPLATE_SUFFIX = ".j2"
+"""What names a template in a tree; its output drops it."""
 
 # Jinja2's own globals (jinja2.defaults.DEFAULT_NAMESPACE), named here to avoid importing it.
 JINJA_GLOBALS = {"range", "dict", "lipsum", "cycler", "joiner", "namespace"}
@@ -38,6 +43,13 @@ _compiled: dict[tuple[str, tuple[int, int]], jinja2.Template] = {}
 _dependencies: dict[tuple[str, tuple[int, int]], tuple[set[str], set[str]]] = {}
 
 
+def forget() -> None:
+    """Drop what was compiled and found: a process that outlives a build (build/warm.py) may see
+    a file change within one tick of its clock, its stat unchanged."""
+    _compiled.clear()
+    _dependencies.clear()
+
+
 def environment(templates: Mapping[str, str]) -> jinja2.Environment:
     """A strict environment whose loader resolves includes among this machine's templates."""
     global _environment
@@ -55,9 +67,14 @@ def environment(templates: Mapping[str, str]) -> jinja2.Environment:
     return _environment
 
 
-def _version(file: Path) -> tuple[str, tuple[int, int]]:
-    st = file.stat()
-    return str(file), (st.st_mtime_ns, st.st_size)
+def _version(file: StrPath) -> tuple[str, tuple[int, int]]:
+    st = os.stat(file)
+    return os.fspath(file), (st.st_mtime_ns, st.st_size)
+
+
+def _read(file: StrPath) -> str:
+    with open(file) as stream:
+        return stream.read()
 
 
 def _load(templates: Mapping[str, str], name: str) -> tuple[str, str, Any] | None:
@@ -68,7 +85,7 @@ def _load(templates: Mapping[str, str], name: str) -> tuple[str, str, Any] | Non
         return stream.read(), file, lambda: False  # never reused: see cache_size above
 
 
-def dependencies(env: jinja2.Environment, name: str, file: Path) -> tuple[set[str], set[str]]:
+def dependencies(env: jinja2.Environment, name: str, file: StrPath) -> tuple[set[str], set[str]]:
     """The context names a template reads (e.g. "port", "facts.arch") and the templates it includes."""
     version = _version(file)
     if version not in _dependencies:
@@ -76,10 +93,10 @@ def dependencies(env: jinja2.Environment, name: str, file: Path) -> tuple[set[st
     return _dependencies[version]
 
 
-def _find_dependencies(env: jinja2.Environment, name: str, file: Path) -> tuple[set[str], set[str]]:
+def _find_dependencies(env: jinja2.Environment, name: str, file: StrPath) -> tuple[set[str], set[str]]:
     from jinja2 import meta
 
-    ast = env.parse(file.read_text(), name=name, filename=str(file))
+    ast = env.parse(_read(file), name=name, filename=os.fspath(file))
     names: set[str] = set()
     for top in meta.find_undeclared_variables(ast):
         if top in TRACKED_MAPPINGS:
@@ -131,6 +148,22 @@ def values_digest(context: Mapping[str, Any], names: set[str]) -> str:
 _MISSING = "\0missing"
 
 
+def template_key(
+    file: str,
+    stamp: Sequence[int],
+    context: Mapping[str, Any],
+    names: set[str],
+    includes: set[str],
+    templates: Mapping[str, str],
+) -> list[Any]:
+    """What a template's output is made of: its source, the values it reads and the versions of
+    the templates it includes (all of them for an include by a computed name)."""
+    if "*" in includes:
+        includes = set(templates)
+    stamps = sorted((name, os.stat(templates[name]).st_mtime_ns) for name in includes if name in templates)
+    return ["template", file, *stamp, values_digest(context, names), [list(pair) for pair in stamps]]
+
+
 def undefined_names(names: set[str], context: Mapping[str, Any]) -> list[str]:
     """The names a template reads that the context does not define (for `croft check`)."""
     missing = []
@@ -145,45 +178,46 @@ def undefined_names(names: set[str], context: Mapping[str, Any]) -> list[str]:
     return missing
 
 
-def render(env: jinja2.Environment, name: str, file: Path, context: Mapping[str, Any]) -> str:
+def render(env: jinja2.Environment, name: str, file: StrPath, context: Mapping[str, Any]) -> str:
     """Render one template; failures become a TemplateFailure naming file and line."""
-    import jinja2
-
     try:
         version = _version(file)
         if version not in _compiled:
-            code = env.compile(file.read_text(), name=name, filename=str(file))
+            code = env.compile(_read(file), name=name, filename=os.fspath(file))
             _compiled[version] = env.template_class.from_code(env, code, env.make_globals(None), None)
         return _compiled[version].render(context)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateFailure(
-            Problem(file, f"template syntax error: {exc.message}", line=exc.lineno)
-        ) from None
-    except jinja2.UndefinedError as exc:
-        raise TemplateFailure(
-            Problem(
-                file,
-                f"undefined variable: {exc.message}",
-                line=_template_line(exc, file),
-                hint="define it in site.toml, the layer's layer.toml or the machine's [vars]",
-            )
-        ) from None
     except Exception as exc:  # a template may raise anything a filter or a test can
-        raise TemplateFailure(
-            Problem(
-                file,
-                f"template failed: {type(exc).__name__}: {exc}",
-                line=_template_line(exc, file),
-            )
-        ) from None
+        raise TemplateFailure(_problem(exc, file)) from None
 
 
-def _template_line(exc: BaseException, file: Path) -> int | None:
+def _problem(exc: Exception, file: StrPath) -> Problem:
+    """What went wrong in a template, where (imported only then: the quick path needs speed)."""
+    from pathlib import Path
+
+    import jinja2
+
+    from croft.errors import Problem
+
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return Problem(Path(file), f"template syntax error: {exc.message}", line=exc.lineno)
+    if isinstance(exc, jinja2.UndefinedError):
+        return Problem(
+            Path(file),
+            f"undefined variable: {exc.message}",
+            line=_template_line(exc, file),
+            hint="define it in site.toml, the layer's layer.toml or the machine's [vars]",
+        )
+    return Problem(
+        Path(file), f"template failed: {type(exc).__name__}: {exc}", line=_template_line(exc, file)
+    )
+
+
+def _template_line(exc: BaseException, file: StrPath) -> int | None:
     """The line of the template that failed: Jinja2 rewrites tracebacks to point into it."""
     line = None
     tb = exc.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == str(file):
+        if tb.tb_frame.f_code.co_filename == os.fspath(file):
             line = tb.tb_lineno
         tb = tb.tb_next
     return line

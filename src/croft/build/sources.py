@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from croft.build.render import TEMPLATE_SUFFIX
 from croft.errors import Problem
 
 Kind = Literal["file", "template", "link", "dir"]
-TEMPLATE_SUFFIX = ".j2"
 DEREF_PREFIX = "!"
 MACHINE_ORIGIN = "(machine)"
 
@@ -83,9 +83,7 @@ def _walk_dir(directory: Path, rel: str, origin: str, tree: Tree, follow: bool) 
             name = entry.name
             path = Path(entry.path)
             if "\t" in name or "\n" in name:
-                tree.problems.append(
-                    Problem(path, "a tab or a line break in a file name", hint="rename it")
-                )
+                tree.problems.append(Problem(path, "a tab or a line break in a file name", hint="rename it"))
                 continue
             deref = name.startswith(DEREF_PREFIX)
             if deref:

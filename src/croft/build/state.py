@@ -2,9 +2,10 @@
 
 One row per machine and path: the source file, the cache key it was made with, its manifest
 entry (as the JSON member the manifest holds), and for a template the names and includes it
-read. A build reuses a row whose key still
-matches; an edit to one file finds the outputs to redo through an index on the source, so it
-touches no other row. The manifest (JSON and digest) is assembled from the rows as text.
+read; per machine, the context its templates were rendered with. A build reuses a row whose
+key still matches; an edit to one file finds the outputs to redo through an index on the
+source, so it touches no other row. The manifest (JSON and digest) is assembled from the rows
+as text.
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
 
 from croft import files
 from croft.build.manifest_format import MANIFEST_VERSION, member, wanted_line
 
+# Not `from typing import TYPE_CHECKING`: typing costs the quick path of a build ~7 ms to import.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
     from croft.build.manifest import Entry
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE outputs (
     machine TEXT NOT NULL,
@@ -40,6 +44,7 @@ CREATE INDEX outputs_by_source ON outputs (source);
 CREATE TABLE includes (machine TEXT NOT NULL, path TEXT NOT NULL, source TEXT NOT NULL);
 CREATE INDEX includes_by_source ON includes (source);
 CREATE TABLE machines (machine TEXT PRIMARY KEY, wanted TEXT NOT NULL);
+CREATE TABLE contexts (machine TEXT PRIMARY KEY, context TEXT NOT NULL);
 """
 
 
@@ -98,7 +103,7 @@ class BuildState:
         """Drop a machine's rows (a forced build, or a build tree removed by hand)."""
         with self.db:
             self.db.execute("BEGIN")
-            for table in ("outputs", "includes", "machines"):
+            for table in ("outputs", "includes", "machines", "contexts"):
                 self.db.execute(f"DELETE FROM {table} WHERE machine = ?", (machine,))
 
     def outputs(self, machine: str, paths: Iterable[str] | None = None) -> dict[str, Output]:
@@ -147,30 +152,61 @@ class BuildState:
             paths.setdefault(machine, set()).add(path)
         return known, paths
 
-    def plain_outputs(self, files: list[str]) -> list[tuple[str, str, str, list[Any], str]] | None:
-        """(machine, path, source, key, entry JSON) of every output made from these files, or
-        None when one is not a plain file's or a template includes one of them."""
+    def outputs_from(self, files: list[str]) -> list[tuple[str, str, str, str, list[Any], str, Any]] | None:
+        """(machine, path, source, kind, key, entry JSON, deps) of every output made from these
+        files, or None when one is neither a file's nor a template's, or a template includes one."""
         marks = ",".join("?" * len(files))
         if self.db.execute(f"SELECT 1 FROM includes WHERE source IN ({marks}) LIMIT 1", files).fetchone():
             return None
         rows = self.db.execute(
-            f"SELECT machine, path, source, kind, key, member FROM outputs WHERE source IN ({marks})", files
+            f"SELECT machine, path, source, kind, key, member, deps FROM outputs WHERE source IN ({marks})",
+            files,
         ).fetchall()
-        if any(kind != "file" for _, _, _, kind, _, _ in rows):
+        if any(kind not in ("file", "template") for _, _, _, kind, _, _, _ in rows):
             return None
         return [
-            (machine, path, source, json.loads(key), text[len(json.dumps(path)) + 1 :])
-            for machine, path, source, _, key, text in rows
+            (
+                machine,
+                path,
+                source,
+                kind,
+                json.loads(key),
+                text[len(json.dumps(path)) + 1 :],
+                deps and json.loads(deps),
+            )
+            for machine, path, source, kind, key, text, deps in rows
         ]
 
-    def update_outputs(self, updates: list[tuple[str, str, list[Any], str, str]]) -> None:
-        """New keys, manifest members and digest lines for (machine, path)s."""
+    def update_outputs(self, updates: list[tuple[str, str, list[Any], str, str, Any]]) -> None:
+        """New keys, manifest members, digest lines and deps for (machine, path)s."""
         with self.db:
             self.db.execute("BEGIN")
             self.db.executemany(
-                "UPDATE outputs SET key = ?, member = ?, digest_line = ? WHERE machine = ? AND path = ?",
-                [(json.dumps(key), text, line, machine, path) for machine, path, key, text, line in updates],
+                "UPDATE outputs SET key = ?, member = ?, digest_line = ?, deps = ? "
+                "WHERE machine = ? AND path = ?",
+                [
+                    (json.dumps(key), text, line, deps and json.dumps(deps), machine, path)
+                    for machine, path, key, text, line, deps in updates
+                ],
             )
+
+    def save_context(self, machine: str, context: dict[str, Any]) -> None:
+        """Keep the context a machine's templates are rendered with, for the quick path; not
+        when JSON would change it (a TOML date, say), since then only the builder renders alike."""
+        text = json.dumps(context, sort_keys=True)
+        with self.db:
+            if json.loads(text) == context:
+                self.db.execute("INSERT OR REPLACE INTO contexts VALUES (?, ?)", (machine, text))
+            else:
+                self.db.execute("DELETE FROM contexts WHERE machine = ?", (machine,))
+
+    def contexts(self, machines: Iterable[str]) -> dict[str, dict[str, Any]]:
+        machines = list(machines)
+        rows = self.db.execute(
+            f"SELECT machine, context FROM contexts WHERE machine IN ({','.join('?' * len(machines))})",
+            machines,
+        )
+        return {machine: json.loads(text) for machine, text in rows}
 
     def wanted(self, machine: str) -> dict[str, tuple[str, ...]] | None:
         row = self.db.execute("SELECT wanted FROM machines WHERE machine = ?", (machine,)).fetchone()

@@ -74,6 +74,8 @@ step() {
             fi ;;
         unlink) if [ -L "/$arg" ]; then rm -f "/$arg"; fi ;;
         rmdir) rmdir "/$arg" 2>/dev/null || true ;;
+        # Reads every sysusers.d directory, /usr/local/lib/sysusers.d included.
+        sysusers) systemd-sysusers ;;
         daemon-reload) systemctl daemon-reload ;;
         start|restart|reload-or-restart|try-restart|try-reload-or-restart)
             systemctl "$verb" "$arg" ;;

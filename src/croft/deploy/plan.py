@@ -12,6 +12,7 @@ Steps, in the order they run (one line each: `verb argument`; in lists, a tab se
   flip GENERATION        the atomic switch: every file's content changes at once
   unlink PATH            paths that are gone
   rmdir PATH             directories that are gone (if empty)
+  sysusers               when a sysusers.d file appeared or changed: make its system users
   daemon-reload          when a unit file or drop-in changed
   start|restart|reload-or-restart|try-restart|try-reload-or-restart UNIT
   check UNIT             units that must be running once the switch has settled
@@ -23,6 +24,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from croft.build.manifest import Entry, Manifest, unit_of
+
+SYSUSERS_DIR = "usr/local/lib/sysusers.d/"
 
 # Directories of the distribution's /usr/local: never removed, even when croft emptied them.
 DISTRO_DIRS = {
@@ -158,6 +161,8 @@ def steps(old: Manifest, new: Manifest, generation: str) -> list[str]:
             lines.append(f"unlink {path}")
         elif path not in DISTRO_DIRS:
             lines.append(f"rmdir {path}")
+    if any(path.startswith(SYSUSERS_DIR) for path in changes.added + changes.changed):
+        lines.append("sysusers")  # before any unit that runs as one of them (re)starts
     if actions.daemon_reload:
         lines.append("daemon-reload")
     for action, unit in actions.summary():

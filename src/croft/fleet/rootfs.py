@@ -14,8 +14,8 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # systemd to boot, sshd and rsync for croft, busybox for small test services (httpd), nginx,
 # iproute2, curl and btrfs-progs for the services' tests, systemd-resolved and dnsmasq-base for
-# the site's names, systemd-container for containers as services. croft itself needs no Python on a
-# target: python3 is here only for the benchmark's Ansible side.
+# the site's names, systemd-container and qemu-system-x86 for containers and VMs as services.
+# croft itself needs no Python on a target: python3 is here only for the benchmark's Ansible side.
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -31,6 +31,7 @@ PACKAGES = (
     "systemd-resolved",
     "dnsmasq-base",
     "systemd-container",
+    "qemu-system-x86",
 )
 
 

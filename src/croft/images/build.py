@@ -136,14 +136,19 @@ def _disk(
     disk.install_kernel(linux, config.modules, work / "initrd.img", root)
     artifacts: dict[str, Artifact] = {}
     cmdline = bootconfig.kernel_cmdline(config.cmdline)
-    if "raw" in config.outputs:
+    if "raw" in config.outputs or "qcow2" in config.outputs:
         step(f"raw disk ({config.size}, GPT: ESP + ext4 root; BIOS and UEFI)")
         size = size_bytes(config.size)
         disk.raw(root, linux, size, cmdline, work, work / "disk.raw")
+    if "raw" in config.outputs:
         disk.compress(work / "disk.raw", work / "disk.raw.zst")
         artifacts["raw.zst"] = store.add(
             work / "disk.raw.zst", size=size, kernel=linux.version, cmdline=cmdline
         )
+    if "qcow2" in config.outputs:
+        step("qcow2 (compressed), for VMs")
+        disk.qcow2(work / "disk.raw", work / "disk.qcow2")
+        artifacts["qcow2"] = store.add(work / "disk.qcow2", size=size, kernel=linux.version, cmdline=cmdline)
     if "tar" in config.outputs:
         step("tar.zst of the root")
         disk.tar(root, work / "root.tar.zst")

@@ -91,6 +91,11 @@ def compress(source: Path, output: Path) -> None:
     run([*ZSTD, "-f", "-o", output, source], timeout=1800)
 
 
+def qcow2(source: Path, output: Path) -> None:
+    # -c: compressed clusters, about the size of the zstd raw image, and still bootable as is.
+    run(["qemu-img", "convert", "-q", "-c", "-f", "raw", "-O", "qcow2", source, output], timeout=1800)
+
+
 def tar(root: Path, output: Path) -> None:
     # Numeric owners: the installing machine's /etc/passwd must not remap them. xattrs and ACLs
     # carry file capabilities (ping's cap_net_raw) and the like.

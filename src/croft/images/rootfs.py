@@ -81,15 +81,26 @@ def _debootstrap(suite: str, mirror: str, packages: tuple[str, ...], root: Path)
     if "Invalid Release file" in output or "Failed getting release file" in output:
         raise CroftError(f"no Debian suite {suite!r} at {mirror}")
     log = root / "debootstrap" / "debootstrap.log"
-    text = log.read_text(errors="replace") if log.exists() else ""
-    unmet = re.search(r"(\S+) depends on ([^;]+); however", text)
-    if unmet:
+    unmet = unmet_dependency(log.read_text(errors="replace") if log.exists() else "")
+    if unmet is not None:
         # debootstrap does not resolve virtual packages (dbus-system-bus): the recipe must.
         raise CroftError(
-            f"package {unmet.group(1)} depends on {unmet.group(2)}, which debootstrap does not "
+            f"package {unmet[0]} depends on {unmet[1]}, which debootstrap does not "
             "pick by itself: add the package that provides it to the recipe's packages"
         )
     raise CommandError([str(arg) for arg in (*argv, suite, root, mirror)], result.returncode, output)
+
+
+def unmet_dependency(log: str) -> tuple[str, str] | None:
+    """From debootstrap's log: the package dpkg would not configure for want of one that is not
+    installed at all, and that dependency (those "not configured yet" follow from it, and the
+    early "configuring anyway" ones are harmless)."""
+    unmet = re.search(
+        r"prevent configuration of \S+:\n(?: .*\n)*? (\S+) (?:pre-)?depends on ([^;]+); however:\n"
+        r"\s+Package \S+ is not installed",
+        log,
+    )
+    return (unmet.group(1), unmet.group(2)) if unmet else None
 
 
 def in_root(

@@ -93,3 +93,17 @@ class Store:
         partial = self.root / f".{manifest.name}.json.partial"
         partial.write_text(json.dumps(asdict(manifest), indent=2, sort_keys=True) + "\n")
         os.replace(partial, self.root / f"{manifest.name}.json")
+        self._link(manifest)
+
+    def _link(self, manifest: ImageManifest) -> None:
+        """<name>.<role> -> store/<sha256>: the current artifacts by name, for people and for
+        `!` links in layers (a VM's image, say)."""
+        for old in self.root.glob(f"{manifest.name}.*"):
+            if old.is_symlink() and old.name.removeprefix(f"{manifest.name}.") not in manifest.artifacts:
+                old.unlink()
+        for role, artifact in manifest.artifacts.items():
+            link = self.root / f"{manifest.name}.{role}"
+            partial = self.root / f".{link.name}.partial"
+            partial.unlink(missing_ok=True)
+            partial.symlink_to(Path("store") / artifact.sha256)
+            os.replace(partial, link)

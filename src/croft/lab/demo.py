@@ -44,7 +44,7 @@ def demo(site_root: Path, *, keep: bool = False, say: Say = print) -> list[tuple
         with stages.stage("images (croft image build)"):
             from croft.images.build import build
 
-            for name in sorted(site.images):
+            for name in _needed_images(site, machines):
                 build(site, name, progress=lambda line: say(f"    {line}"))
         with stages.stage(f"lab up ({', '.join(machines)} in QEMU, croft serve on their LAN)"):
             lab.down(site)
@@ -118,6 +118,21 @@ def _wait_for_ssh(site: Site, machines: list[str], say: Say) -> None:
         say(f"    {name}: up, hostname {hostname}")
 
 
+def _needed_images(site: Site, machines: list[str]) -> list[str]:
+    """The images the lab's story uses: the netboot environment's, and those the lab machines'
+    workflows name (`images.NAME` or `images["NAME"]`); not, say, an image for VM services."""
+    assert site.config.serve is not None
+    netboot = site.config.serve.netboot
+    needed = {netboot.initrd, netboot.base, *netboot.overlays}
+    for name in machines:
+        hardware = site.machines[name].config.hardware
+        if hardware is not None and hardware.workflow is not None:
+            text = (site.root / "workflows" / f"{hardware.workflow}.yaml").read_text()
+            named = re.findall(r"images(?:\.(\w+)|\[[\"'](\w+)[\"']\])", text)
+            needed |= {dotted or quoted for dotted, quoted in named}
+    return sorted(needed & set(site.images))
+
+
 def _configure(site_root: Path, machines: list[str], say: Say) -> None:
     from croft.cli import deploy_command
     from croft.facts import gather_all
@@ -132,23 +147,12 @@ def _configure(site_root: Path, machines: list[str], say: Say) -> None:
 
 
 def _show_services(site: Site, say: Say) -> None:
-    """Each lab machine's services that listen on a port: what they answer. A service with state
-    gets a first page there (written as root: it is the service's data, not croft's files)."""
-    from croft.deploy.ssh import Connection
-    from croft.systemd.sandbox import state_path
-
+    """Each lab machine's services that listen on a port: what they answer."""
     checks = []
     for name in lab.lab_machines(site):
         machine = site.machines[name]
         for layer in site.machine_layers(machine):
             for service_name, service in layer.config.services.items():
-                if service.state and service.socket:
-                    page = f"{state_path(service_name, service.state[0])}/index.html"
-                    note = (
-                        f"<p>{service_name} on {name}: this page is in its state, started by this request</p>"
-                    )
-                    connection = Connection(site.ssh_target(machine), site.state_dir / "known_hosts")
-                    connection.run(f"printf '%s\\n' '{note}' > {page}")
                 port = service.socket.listen[0] if service.socket else site.variables(machine).get("web_port")
                 if port is not None and service.container is None:
                     checks.append(

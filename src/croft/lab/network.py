@@ -33,6 +33,12 @@ class Lan:
         self.host_veth = "cr" + hashlib.sha256(name.encode()).hexdigest()[:10]
 
     @property
+    def ipv6_prefix(self) -> str:
+        """A unique local /64 named after the IPv4 network (e.g. fd0a:4d00:: for 10.77.0.0/24)."""
+        a, b, c, _ = self.network.network_address.packed
+        return f"fd{a:02x}:{b:02x}{c:02x}::"
+
+    @property
     def netns_path(self) -> Path:
         return Path("/run/netns") / self.name
 
@@ -57,6 +63,8 @@ class Lan:
         run([*ip, "link", "set", BRIDGE, "up"])
         if self.bridge_address is not None:
             run([*ip, "addr", "add", f"{self.bridge_address}/{self.network.prefixlen}", "dev", BRIDGE])
+            # An IPv6 prefix of the LAN's own, for croft serve's router advertisements.
+            run([*ip, "addr", "add", f"{self.ipv6_prefix}1/64", "dev", BRIDGE, "nodad"])
         run(
             [
                 "ip",

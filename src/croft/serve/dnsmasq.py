@@ -22,17 +22,21 @@ from croft.site.model import ServeConfig
 IPXE_DIR = Path("/usr/lib/ipxe")
 RUNTIME = Path("/run/croft/serve")
 # Client architecture (DHCP option 93) -> the iPXE binary it chainloads. arm64 machines need an
-# snp.efi built for arm64, which Debian's ipxe package (x86 only) does not ship.
-IPXE_BINARIES = {"bios": "undionly.kpxe", "efi-x86_64": "ipxe.efi"}
+# snp.efi built for arm64, which Debian's ipxe package (x86 only) does not ship: the site names
+# one ([serve] ipxe_arm64).
+IPXE_BINARIES = {"bios": "undionly.kpxe", "efi-x86_64": "ipxe.efi", "efi-arm64": "snp-arm64.efi"}
 
 
-def prepare_tftp(root: Path) -> None:
+def prepare_tftp(root: Path, ipxe_arm64: Path | None) -> None:
     root.mkdir(parents=True, exist_ok=True)
-    for name in IPXE_BINARIES.values():
-        shutil.copy2(IPXE_DIR / name, root / name)
-    # The names proxyDHCP's pxe-service hands out (basename + ".0").
-    shutil.copy2(IPXE_DIR / IPXE_BINARIES["bios"], root / "undionly.0")
-    shutil.copy2(IPXE_DIR / IPXE_BINARIES["efi-x86_64"], root / "ipxe.0")
+    sources = {"bios": IPXE_DIR / "undionly.kpxe", "efi-x86_64": IPXE_DIR / "ipxe.efi"}
+    if ipxe_arm64 is not None:
+        sources["efi-arm64"] = ipxe_arm64
+    for arch, source in sources.items():
+        name = IPXE_BINARIES[arch]
+        shutil.copy2(source, root / name)
+        # The name proxyDHCP's pxe-service hands out: its basename + ".0".
+        shutil.copy2(source, root / f"{name.rsplit('.', 1)[0]}.0")
 
 
 def config(serve: ServeConfig, runtime: Path, boot_url: str) -> str:
@@ -52,9 +56,18 @@ def config(serve: ServeConfig, runtime: Path, boot_url: str) -> str:
         "dhcp-match=set:ipxe,175",
         "dhcp-match=set:efi-x86_64,option:client-arch,7",
         "dhcp-match=set:efi-x86_64,option:client-arch,9",
+        "dhcp-match=set:efi-arm64,option:client-arch,11",
         # iPXE: skip its wait for a ProxyDHCP answer (~2 s per boot).
         "dhcp-option=encap:175,176,1b",
     ]
+    if serve.router_advertisements:
+        lines += [
+            "enable-ra",
+            # For the interface's own IPv6 prefix; interval 0 is the default, lifetime 0 makes it
+            # a router of nothing, so no machine routes through croft.
+            f"dhcp-range=::,constructor:{serve.interface},ra-only",
+            f"ra-param={serve.interface},0,0",
+        ]
     # Machines that should netboot carry the tag `netboot` (from the hosts file); with discovery
     # every machine does.
     wanted = "" if serve.discovery else "tag:netboot,"
@@ -77,8 +90,10 @@ def config(serve: ServeConfig, runtime: Path, boot_url: str) -> str:
             # A client already in iPXE gets the script's URL, so it never chainloads itself again.
             f"dhcp-boot={wanted}tag:ipxe,{boot_url}",
             f"dhcp-boot={wanted}tag:!ipxe,tag:efi-x86_64,{IPXE_BINARIES['efi-x86_64']}",
-            f"dhcp-boot={wanted}tag:!ipxe,tag:!efi-x86_64,{IPXE_BINARIES['bios']}",
+            f"dhcp-boot={wanted}tag:!ipxe,tag:!efi-x86_64,tag:!efi-arm64,{IPXE_BINARIES['bios']}",
         ]
+        if serve.ipxe_arm64 is not None:
+            lines.append(f"dhcp-boot={wanted}tag:!ipxe,tag:efi-arm64,{IPXE_BINARIES['efi-arm64']}")
     else:
         # proxyDHCP: the LAN's router hands out addresses, croft only the boot file; a PXE ROM
         # is told about it by pxe-service (whose basename gets ".0" appended: see prepare_tftp),
@@ -89,6 +104,8 @@ def config(serve: ServeConfig, runtime: Path, boot_url: str) -> str:
             f"pxe-service={wanted}tag:!ipxe,x86PC,croft,undionly",
             f"pxe-service={wanted}tag:!ipxe,X86-64_EFI,croft,ipxe",
         ]
+        if serve.ipxe_arm64 is not None:
+            lines.append(f"pxe-service={wanted}tag:!ipxe,ARM64_EFI,croft,snp-arm64")
     return "\n".join(lines) + "\n"
 
 
@@ -109,7 +126,7 @@ def hosts(inventory: Inventory, netbooting: set[str], full: bool) -> str:
 class Dnsmasq:
     """One dnsmasq process: started, told to re-read its hosts file, restarted if it dies."""
 
-    def __init__(self, state: Path, serve: ServeConfig, boot_url: str) -> None:
+    def __init__(self, state: Path, serve: ServeConfig, boot_url: str, site_root: Path) -> None:
         self.conf = state / "dnsmasq.conf"
         self.log = state / "dnsmasq.log"
         # What dnsmasq reads after dropping its privileges (TFTP files, the hosts file on SIGHUP)
@@ -118,10 +135,9 @@ class Dnsmasq:
         for directory in (*reversed(runtime.parents[:2]), runtime):
             directory.mkdir(mode=0o755, exist_ok=True)
             directory.chmod(0o755)
-        self.runtime, self.boot_url = runtime, boot_url
+        self.runtime, self.boot_url, self.site_root = runtime, boot_url, site_root
         self.hosts_file = runtime / "hosts"
         self.process: subprocess.Popen[bytes] | None = None
-        prepare_tftp(runtime / "tftp")
         self.configure(serve)
         if not self.hosts_file.exists():
             self.hosts_file.write_text("")
@@ -129,6 +145,8 @@ class Dnsmasq:
     def configure(self, serve: ServeConfig) -> bool:
         """Write the configuration for `serve`; whether it changed (a running dnsmasq then needs
         restart(): it reads its main configuration only at start)."""
+        arm64 = self.site_root / serve.ipxe_arm64 if serve.ipxe_arm64 is not None else None
+        prepare_tftp(self.runtime / "tftp", arm64)
         text = config(serve, self.runtime, self.boot_url)
         if self.conf.exists() and self.conf.read_text() == text:
             return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Sequence
 
 from croft.serve.inventory import Known
 
@@ -54,12 +55,7 @@ def nocloud(known: Known, name: str) -> str | None:
     """/nocloud/NAME: the files of a NoCloud seed (JSON is YAML, so no YAML writer is needed)."""
     metadata = known.hardware.metadata
     if name == "meta-data":
-        document = {
-            "instance-id": known.machine.name,
-            "local-hostname": known.hostname,
-            "public-keys": list(metadata.ssh_keys),
-        }
-        return json.dumps(document, indent=2) + "\n"
+        return nocloud_meta_data(known.machine.name, known.hostname, metadata.ssh_keys)
     if name == "user-data":
         return metadata.user_data if metadata.user_data is not None else "#cloud-config\n{}\n"
     if name == "vendor-data":
@@ -67,6 +63,12 @@ def nocloud(known: Known, name: str) -> str | None:
     if name == "network-config":
         return json.dumps(network_config(known), indent=2) + "\n"
     return None
+
+
+def nocloud_meta_data(instance_id: str, hostname: str, ssh_keys: Sequence[str] = ()) -> str:
+    """A NoCloud seed's meta-data (for machines croft serves, and VMs croft runs)."""
+    document = {"instance-id": instance_id, "local-hostname": hostname, "public-keys": list(ssh_keys)}
+    return json.dumps(document, indent=2) + "\n"
 
 
 def network_config(known: Known) -> dict[str, object]:

@@ -34,7 +34,7 @@ async def _serve(site: Site, dhcp: bool) -> None:
     state = state_dir(site)
     workflows = WorkflowStore(database_url(config.database_url, state))
     provisioner = Provisioner(site, workflows, url, admin_token(state))
-    dnsmasq = Dnsmasq(state, config, f"{url}/boot/${{mac}}.ipxe") if dhcp else None
+    dnsmasq = Dnsmasq(state, config, f"{url}/boot/${{mac}}.ipxe", site.root) if dhcp else None
     runner = web.AppRunner(make_app(provisioner), access_log=None)
     await runner.setup()
     try:

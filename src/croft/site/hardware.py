@@ -26,6 +26,12 @@ def check_serve(serve: ServeConfig, file: Path, images: dict[str, Image], proble
             problem(("address",), f"{serve.address} is not in {network}")
     except ValueError:
         problem(("address",), f"{serve.address!r} is not an IP address")
+    if serve.ipxe_arm64 is not None and not (file.parent / serve.ipxe_arm64).is_file():
+        problem(
+            ("ipxe_arm64",),
+            f"{serve.ipxe_arm64} is not a file",
+            "build iPXE for arm64 UEFI (make bin-arm64-efi/snp.efi) and name it relative to the site",
+        )
     for key, kind in NETBOOT_KINDS.items():
         value = getattr(serve.netboot, key)
         for name in value if isinstance(value, tuple) else (value,):

@@ -39,7 +39,7 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # What a layer (or a machine's own tree) may hold at its top: the file tree under usr/, and
 # croft's own declarations.
 LAYER_RESERVED = {"layer.toml", "services"}
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 
 
 # croft's own code that the cached site depends on: what it generates for services and names.

@@ -88,6 +88,13 @@ class ServeConfig:
     """full mode: the router handed to machines (default: none)."""
     dns: tuple[str, ...] = ()
     """full mode: DNS servers handed to machines."""
+    ipxe_arm64: str | None = None
+    """An iPXE for arm64 UEFI (snp.efi, built with `make bin-arm64-efi/snp.efi`): Debian 12's
+    ipxe package is x86 only. Relative to the site. Without it arm64 machines get no boot file."""
+    router_advertisements: bool = False
+    """Send IPv6 router advertisements that offer no route (lifetime 0), for a LAN without an
+    IPv6 router: iPXE otherwise waits ~13 s for one at every boot. Needs an IPv6 address on the
+    interface (croft lab gives its LAN one)."""
     netboot: NetbootConfig = field(default_factory=NetbootConfig)
 
 
@@ -199,6 +206,25 @@ class ContainerConfig:
 
 
 @dataclass(frozen=True)
+class VmConfig:
+    """The service is a QEMU virtual machine, booted afresh from its image at every start (what
+    it writes is dropped at stop) and configured by cloud-init from a NoCloud seed croft writes."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    image: str
+    """A bootable disk image (qcow2, or raw) the layers ship under usr/local/, typically as a `!`
+    link to what `croft image build` made (.croft/images/NAME.qcow2)."""
+    memory: str = "512M"
+    cpus: int = 1
+    ports: tuple[str, ...] = ()
+    """TCP ports of the machine forwarded into the VM, as "MACHINE_PORT:VM_PORT"."""
+    user_data: str = "#cloud-config\n{}\n"
+    """cloud-init's user-data: a #cloud-config document or a script."""
+    accelerators: tuple[Literal["kvm", "tcg"], ...] = ("kvm", "tcg")
+    """Tried in order: kvm where the machine has it, else tcg (emulation: slow, but anywhere)."""
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """A service a layer runs as a sandbox: services/<name>.toml or [services.<name>] in layer.toml."""
 
@@ -222,6 +248,7 @@ class ServiceConfig:
     address_families: tuple[str, ...] = ()
     """Socket families it needs beyond AF_UNIX, AF_INET and AF_INET6, e.g. AF_NETLINK."""
     container: ContainerConfig | None = None
+    vm: VmConfig | None = None
 
     def unit_name(self, name: str) -> str:
         """The service's unit, for the service declared as `name`."""
@@ -267,7 +294,7 @@ class ImageConfig:
     """initrd, disk: kernel modules to load at boot besides croft's defaults (virtio, NICs, filesystems)."""
     size: str = "2G"
     """disk: the raw image's size (its root partition grows to fill it)."""
-    outputs: tuple[Literal["raw", "tar", "btrfs"], ...] = ("raw", "tar", "btrfs")
+    outputs: tuple[Literal["raw", "qcow2", "tar", "btrfs"], ...] = ("raw", "tar", "btrfs")
     """disk: a partitioned raw image (.raw.zst), a tar.zst of the root, btrfs send streams."""
     cmdline: str = ""
     """disk: extra kernel arguments."""

@@ -14,6 +14,8 @@ _UNIT = re.compile(r"^[A-Za-z0-9:_.@\\-]+\.service$")
 _SIZE = re.compile(r"^(\d+(\.\d+)?[KMGT]?|\d+%|infinity)$")
 _PERCENT = re.compile(r"^\d+%$")
 _TIMESPAN = re.compile(r"^(\d+(\.\d+)?\s*(us|ms|s|sec|m|min|h|hr|d)?\s*)+$")
+_MEMORY = re.compile(r"^\d+[MG]$")
+_FORWARD = re.compile(r"^(\d{1,5}):(\d{1,5})$")
 _LISTEN = re.compile(r"^((\d{1,3}(\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d{1,5})$")
 PERIODS = ("hourly", "daily")
 
@@ -109,6 +111,8 @@ def check_services(layer: Path, services: dict[str, ServiceConfig], problems: li
                 )
             if service.config:
                 problem(("config",), "a container has its own files: ship them in its rootfs instead")
+        if service.vm is not None:
+            _check_vm(service, problem)
         for index, family in enumerate(service.address_families):
             if not re.fullmatch(r"AF_[A-Z0-9]+", family):
                 problem(
@@ -117,3 +121,38 @@ def check_services(layer: Path, services: dict[str, ServiceConfig], problems: li
         for index, device in enumerate(service.devices):
             if not device.startswith("/dev/"):
                 problem(("devices", index), f"{device!r} is not a device node", 'e.g. "/dev/dri/renderD128"')
+
+
+def _check_vm(service: ServiceConfig, problem: Reporter) -> None:
+    vm = service.vm
+    assert vm is not None
+    if not vm.image.lstrip("/").startswith(f"{OWNED_ROOT}/"):
+        problem(
+            ("vm", "image"),
+            f"{vm.image!r} is not a file croft ships",
+            f"ship the disk image under {OWNED_ROOT}/ (a `!` link to it will do), "
+            f'e.g. "{OWNED_ROOT}/share/croft/vm/app.qcow2"',
+        )
+    if not _MEMORY.match(vm.memory):
+        problem(("vm", "memory"), f"{vm.memory!r} is not a size in M or G", 'e.g. "512M" or "2G"')
+    if vm.cpus < 1:
+        problem(("vm", "cpus"), "needs at least 1 CPU")
+    for index, forward in enumerate(vm.ports):
+        match = _FORWARD.match(forward)
+        if match is None or not all(0 < int(port) < 65536 for port in match.groups()):
+            problem(("vm", "ports", index), f"{forward!r} is not MACHINE_PORT:VM_PORT", 'e.g. "8300:80"')
+    if service.network == "private":
+        problem(
+            ("network",), "not for a VM: it has a network of its own (QEMU's user networking)", "use vm.ports"
+        )
+    if not vm.accelerators:
+        problem(("vm", "accelerators"), "names no accelerator", 'e.g. accelerators = ["kvm", "tcg"]')
+    # What the VM keeps or is configured with lives in its image and its seed.
+    for key, what in (
+        ("container", "it is a VM: a service is one or the other"),
+        ("state", "a VM starts afresh from its image: keep state on the machine's services"),
+        ("config", "a VM has its own files: configure it through user_data"),
+        ("socket", "a VM boots too slowly to be started by a connection: use ports"),
+    ):
+        if getattr(service, key):
+            problem((key,), f"not for a VM: {what}")

@@ -85,7 +85,9 @@ def write_trees(site: Site) -> None:
         # --pid-file without a path: no pid file (the root is read-only in the sandbox).
         "[Service]\n"
         f"ExecStart=/usr/sbin/dnsmasq --keep-in-foreground --pid-file --conf-file=/{DNSMASQ_CONF}\n"
-        "ExecReload=/bin/kill -HUP $MAINPID\n\n"
+        # dnsmasq runs as nobody by then, and the sandbox keeps no CAP_KILL: "+" signals it with
+        # full privileges (re-reading the names; a restart would drop its cache too).
+        "ExecReload=+/bin/kill -HUP $MAINPID\n\n"
         "[Install]\nWantedBy=multi-user.target\n"
     )
     files[HOSTS] = sandbox.GeneratedFile(hosts(site))

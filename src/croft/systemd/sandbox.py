@@ -27,18 +27,22 @@ STATE_ROOT = "/var/lib/croft/state"
 def state_path(service: str, directory: str) -> str:
     """Where a service's state directory lives on its machine (what it sees at `directory`)."""
     return f"{STATE_ROOT}/{service}/current{directory}"
+
+
 """Where services' state lives on a machine: one btrfs subvolume per service (mount btrfs here)."""
 STATE_TOOL = "/usr/local/lib/croft/croft-state"
 STATE_CONF_DIR = "usr/local/etc/croft/state"
+SYSUSERS_DIR = "usr/local/lib/sysusers.d"
 CONTAINER_TOOL = "/usr/local/lib/croft/croft-container"
 CONTAINER_ROOT = "/var/lib/croft/containers"
+VM_DIR = "usr/local/lib/croft/vm"
 SOCKET_PROXYD = "/lib/systemd/systemd-socket-proxyd"
 DISTRO_UNIT_DIR = "/lib/systemd/system"
 # bash's /dev/tcp, since bash is on every Debian; up to 10 s, in the service's network. ($$ is
 # a $ once systemd has expanded the line.)
 WAIT_FOR_PORT = (
     "/bin/bash -c 'for i in $$(seq 200); do (: >/dev/tcp/127.0.0.1/$$1) 2>/dev/null && exit 0; "
-    "sleep 0.05; done; echo \"nothing listens on port $$1\" >&2; exit 1' wait-for-port"
+    'sleep 0.05; done; echo "nothing listens on port $$1" >&2; exit 1\' wait-for-port'
 )
 
 
@@ -54,6 +58,20 @@ def proxy_name(name: str) -> str:
     return f"croft-proxy-{name}"
 
 
+def state_owner(name: str, service: ServiceConfig) -> str | None:
+    """The system user a service with a dynamic user runs as when it has state.
+
+    A dynamic user's UID can change between starts and systemd gives its files to it only in
+    StateDirectory=, not in state croft binds from a subvolume. So such a service gets a static
+    user of its own (made by systemd-sysusers from /usr/local/lib/sysusers.d); DynamicUser=
+    then uses it, and croft-state gives the state to it.
+    """
+    dynamic = ("DynamicUser", "yes") in hardening.directives(service.profile)
+    if service.state and dynamic and service.container is None:
+        return f"croft-{name}"
+    return None
+
+
 def generate(services: dict[str, ServiceConfig], shipped: set[str]) -> dict[str, GeneratedFile]:
     """Every file croft generates for a layer's services, by path in the tree.
 
@@ -65,6 +83,8 @@ def generate(services: dict[str, ServiceConfig], shipped: set[str]) -> dict[str,
         files[f"{UNIT_DIR}/{unit}.d/{DROP_IN}"] = GeneratedFile(drop_in(name, service))
         if service.container is not None:
             files.update(_container_files(name, service))
+        elif service.vm is not None:
+            files.update(_vm_files(name, service))
         elif service.socket is None and unit not in shipped:
             # A distro unit croft runs is started by a link croft ships, not `systemctl enable`
             # (a unit the layer ships says so in its own [Install] section).
@@ -95,13 +115,15 @@ def drop_in(name: str, service: ServiceConfig) -> str:
     if service.container is not None:
         # The container is the sandbox: nspawn needs the privileges the profiles take away.
         return "\n".join(lines + _limits(service)) + "\n"
-    directives = hardening.directives(service.profile)
+    # QEMU generates code (TCG or KVM's exits): the relaxed profile, whatever was declared.
+    directives = hardening.directives("relaxed" if service.vm is not None else service.profile)
     lines += [f"{key}={value}" for key, value in directives]
     if service.address_families and any(key == "RestrictAddressFamilies" for key, _ in directives):
         # Allow-lists given twice are merged.
         lines.append("RestrictAddressFamilies=" + " ".join(service.address_families))
-    if service.devices:
-        lines += ["DevicePolicy=closed", *(f"DeviceAllow={device} rw" for device in service.devices)]
+    devices = [*service.devices, *(["/dev/kvm"] if service.vm is not None else [])]
+    if devices:
+        lines += ["DevicePolicy=closed", *(f"DeviceAllow={device} rw" for device in devices)]
     else:
         lines.append("PrivateDevices=yes")
     if service.network == "private":
@@ -109,6 +131,9 @@ def drop_in(name: str, service: ServiceConfig) -> str:
     for distro_path, tree_path in sorted(service.config.items()):
         # The file in /usr/local is seen at the distro's path; the distro's file is not touched.
         lines.append(f"BindReadOnlyPaths=/{tree_path}:{distro_path}")
+    owner = state_owner(name, service)
+    if owner is not None:
+        lines += [f"User={owner}", f"Group={owner}"]
     for directory in service.state:
         lines.append(f"BindPaths={state_path(name, directory)}:{directory}")
     writable = [*service.state, *service.writable]
@@ -147,10 +172,56 @@ def _container_files(name: str, service: ServiceConfig) -> dict[str, GeneratedFi
             "[Service]\n"
             f"ExecStartPre={CONTAINER_TOOL} prepare {name} /{service.container.rootfs}\n"
             f"ExecStart={shlex.join(nspawn)}\n"
-            "Delegate=yes\nKillMode=mixed\n"
-            + install
+            "Delegate=yes\nKillMode=mixed\n" + install
         ),
         CONTAINER_TOOL.lstrip("/"): GeneratedFile(CONTAINER_SCRIPT, 0o755),
+    }
+
+
+def vm_seed_dir(name: str) -> str:
+    return f"{VM_DIR}/{name}/seed"
+
+
+def _vm_files(name: str, service: ServiceConfig) -> dict[str, GeneratedFile]:
+    """A QEMU VM as a unit: its image booted with writes kept aside (and dropped at stop), a
+    NoCloud seed for cloud-init, user-mode networking with the declared ports forwarded."""
+    from croft.serve.metadata import nocloud_meta_data
+
+    vm = service.vm
+    assert vm is not None
+    runtime = f"/run/croft-vm-{name}"
+    image = "/" + vm.image.lstrip("/")
+    forwards = "".join(f",hostfwd=tcp::{forward.replace(':', '-:')}" for forward in vm.ports)
+    qemu = [
+        "/usr/bin/qemu-system-x86_64",
+        *("-name", name, "-nodefaults", "-display", "none", "-monitor", "none"),
+        # The VM's console goes to the journal, under the service's name.
+        *("-serial", "stdio"),
+        *(arg for accelerator in vm.accelerators for arg in ("-accel", accelerator)),
+        *("-m", vm.memory, "-smp", str(vm.cpus)),
+        "-drive",
+        f"file={image},if=virtio,format={'qcow2' if image.endswith('.qcow2') else 'raw'},snapshot=on",
+        # The seed: a FAT disk QEMU makes of a directory, labelled as cloud-init's NoCloud looks for.
+        "-drive",
+        f"if=virtio,format=raw,readonly=on,file.driver=vvfat,file.dir={runtime}/seed,file.label=cidata",
+        *("-netdev", f"user,id=net0{forwards}"),
+        # romfile= : it boots from its disk, so no PXE ROM (and no ipxe-qemu package) is needed.
+        *("-device", "virtio-net-pci,netdev=net0,romfile="),
+    ]
+    seed = vm_seed_dir(name)
+    return {
+        f"{UNIT_DIR}/{service.unit_name(name)}": GeneratedFile(
+            f"# Generated by croft: the VM {name!r}, from {image}.\n"
+            f"[Unit]\nDescription=VM {name} (croft)\nAfter=network.target\n\n"
+            "[Service]\n"
+            f"RuntimeDirectory=croft-vm-{name}\n"
+            # Real files for QEMU's FAT: the tree's are links into croft's live generation.
+            f"ExecStartPre=/bin/cp -rL /{seed} {runtime}/seed\n"
+            f"ExecStart={shlex.join(qemu)}\n"
+            "\n[Install]\nWantedBy=multi-user.target\n"
+        ),
+        f"{seed}/meta-data": GeneratedFile(nocloud_meta_data(name, name)),
+        f"{seed}/user-data": GeneratedFile(vm.user_data),
     }
 
 
@@ -162,6 +233,7 @@ def _state_files(name: str, service: ServiceConfig) -> dict[str, GeneratedFile]:
             f"UNIT={service.unit_name(name)}\n"
             f"DIRS='{' '.join(service.state)}'\n"
             f"KEEP='{keep}'\n"
+            f"OWNER={state_owner(name, service) or ''}\n"
         ),
         f"{UNIT_DIR}/croft-state@.service": GeneratedFile(STATE_UNIT),
         # Prepared at boot and on deploy, not only when the service first starts: a service
@@ -171,6 +243,12 @@ def _state_files(name: str, service: ServiceConfig) -> dict[str, GeneratedFile]:
         ),
         STATE_TOOL.lstrip("/"): GeneratedFile(STATE_SCRIPT, 0o755),
     }
+    owner = state_owner(name, service)
+    if owner is not None:
+        files[f"{SYSUSERS_DIR}/{owner}.conf"] = GeneratedFile(
+            f"# Generated by croft: the user the service {name!r} runs as, and owner of its state.\n"
+            f'u {owner} - "{name} (croft)"\n'
+        )
     if service.snapshots:
         files[f"{UNIT_DIR}/croft-snapshot@.service"] = GeneratedFile(SNAPSHOT_UNIT)
         files[f"{UNIT_DIR}/croft-snapshot@.timer"] = GeneratedFile(SNAPSHOT_TIMER)
@@ -323,6 +401,10 @@ prepare)
             mkdir -p "$current$dir"
             # The distro's first content (e.g. what a package installed) seeds the state once.
             if [ -d "$dir" ]; then cp -a "$dir/." "$current$dir/"; fi
+        fi
+        # A service with a user of its own owns its state (given again if it changed hands).
+        if [ -n "$OWNER" ] && [ "$(stat -c %U "$current$dir")" != "$OWNER" ]; then
+            chown -R "$OWNER:$OWNER" "$current$dir"
         fi
     done ;;
 snapshot)
