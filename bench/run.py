@@ -38,7 +38,7 @@ from synthetic import SHARE, machine_names, make_site
 
 VENV = Path(sys.executable).parent
 CROFT = [str(VENV / "croft")]
-SUBNET = "10.78.0"
+SUBNET = "10.80.0"  # a network of its own: tests use 10.77-10.79
 FLEET = "croftbench"
 COMMON_FILE = f"layers/common/{SHARE}/common/d06/f300.txt"
 COMMON_TEMPLATE = f"layers/common/{SHARE}/common/d00/t001.conf.j2"

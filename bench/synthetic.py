@@ -60,7 +60,7 @@ def machine_names(count: int) -> list[str]:
     return [f"m{index:02d}" for index in range(1, count + 1)]
 
 
-def make_site(root: Path, *, machines: int = 20, subnet: str = "10.78.0", port: int = 8080) -> Path:
+def make_site(root: Path, *, machines: int = 20, subnet: str = "10.80.0", port: int = 8080) -> Path:
     """Write the site under root (which must not exist yet) and return it."""
     rng = random.Random(20261122)  # the same site on every run
     root.mkdir(parents=True)

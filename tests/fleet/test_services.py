@@ -163,6 +163,7 @@ def test_a_vm_boots_its_image_is_configured_from_its_seed_and_answers(fleet: Fle
     machine = croft.site / "machines/db1.toml"
     machine.write_text(machine.read_text().replace("layers = [", 'layers = ["vms", ', 1))
     croft("deploy", "db1")
+    inside(fleet, "db1", "systemd-analyze", "verify", "--man=no", "hello-vm.service")
     # The machine has no KVM: the VM runs emulated (its next accelerator), so it boots slowly.
     deadline = time.monotonic() + 600
     while True:

@@ -82,6 +82,9 @@ def start(state_dir: str) -> None:
     """Start the site's server in the background (it exits at once if one runs already)."""
     import subprocess
 
+    if len(os.path.join(os.path.abspath(state_dir), SOCKET)) >= 108:
+        return  # too long a path for a Unix socket: builds do their work themselves
+
     subprocess.Popen(
         [sys.executable, "-m", "croft.build.warm", os.path.abspath(state_dir)],
         stdin=subprocess.DEVNULL,
