@@ -434,7 +434,9 @@ class MachineBuild:
     def _save(self, changed: dict[str, Output], removed: list[str], wanted: dict[str, Any] | None) -> None:
         if self.state is None:
             return
-        if self.context is not None:
+        if self.context is not None and wanted is not None:
+            # A whole build (wanted worked out): the context may have changed. An update() is
+            # for content alone, after which the kept context still holds.
             self.state.save_context(self.machine.name, self.context)
         manifest_file = self.directory / "manifest.json"
         if changed or removed or wanted != self.state.wanted(self.machine.name):

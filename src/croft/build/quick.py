@@ -121,9 +121,12 @@ def _render(state: BuildState, templates: list[tuple[_Redo, Any]]) -> bool:
     contexts = state.contexts(machines)
     if set(contexts) != machines:
         return False
+    templates_of: dict[str, dict[str, str]] = {}
     for output, before_deps in templates:
         context = contexts[output.machine]
-        names_by_template = state.templates(output.machine)
+        if output.machine not in templates_of:
+            templates_of[output.machine] = state.templates(output.machine)
+        names_by_template = templates_of[output.machine]
         env = render.environment(names_by_template)
         name = output.path + render.TEMPLATE_SUFFIX
         try:
