@@ -23,6 +23,7 @@ def _log(message: str) -> None:
     if logging is not None:
         logging.getLogger("croft.run").debug(message)
 
+
 Command = Sequence[str | Path]
 
 

@@ -306,27 +306,34 @@ def test_logs_follow_until_the_workflow_ends(serve: Serve, tmp_path: Path) -> No
     assert "==> steps/first\nfirst on lab2\n" in output and output.endswith("==> workflow success\n")
 
 
+def tftp_get(name: str, into: Path) -> bytes:
+    subprocess.run(
+        ["ip", "netns", "exec", NETNS, "busybox", "tftp", "-g", "-r", name, "-l", str(into), "10.78.0.1"],
+        check=True, timeout=30,
+    )  # fmt: skip
+    return into.read_bytes()
+
+
 def test_the_client_architecture_picks_the_ipxe_binary(serve: Serve, tmp_path: Path) -> None:
     serve.croft("workflow", "create", "lab1")
     time.sleep(1.5)  # the server's tick rewrites dnsmasq's hosts file
     assert dhcp(LAB1_MAC, arch=0)["boot_file"] == "undionly.kpxe"  # BIOS
     assert dhcp(LAB1_MAC, arch=7)["boot_file"] == "ipxe.efi"  # x86-64 UEFI
-    assert dhcp(LAB1_MAC, arch=11)["boot_file"] == ""  # arm64 UEFI: no iPXE for it yet
-    # The site names an arm64 iPXE (a stand-in here: none can be built on this machine), and
-    # dnsmasq, restarted for the change, hands it out and serves it by TFTP.
+    # arm64 UEFI: the site netboots arm64 machines, so croft serve hands out Debian's arm64
+    # iPXE, by TFTP too.
+    assert dhcp(LAB1_MAC, arch=11)["boot_file"] == "ipxe-arm64.efi"
+    pe = tftp_get("ipxe-arm64.efi", tmp_path / "fetched.efi")
+    header = int.from_bytes(pe[0x3C:0x40], "little")
+    assert pe[:2] == b"MZ" and pe[header : header + 4] == b"PE\0\0"
+    assert int.from_bytes(pe[header + 4 : header + 6], "little") == 0xAA64  # IMAGE_FILE_MACHINE_ARM64
+    # A site that names its own arm64 iPXE gets that one, once croft serve sees the change.
     (serve.site / "snp-arm64.efi").write_bytes(b"an arm64 iPXE\n")
     toml = serve.site / "site.toml"
     toml.write_text(toml.read_text().replace('mode = "full"', 'mode = "full"\nipxe_arm64 = "snp-arm64.efi"'))
     deadline = time.monotonic() + 15
-    while dhcp(LAB1_MAC, arch=11)["boot_file"] != "snp-arm64.efi":
+    while tftp_get("ipxe-arm64.efi", tmp_path / "fetched.efi") != b"an arm64 iPXE\n":
         assert time.monotonic() < deadline, serve.log.read_text()
-    fetched = tmp_path / "fetched.efi"
-    subprocess.run(
-        ["ip", "netns", "exec", NETNS, "busybox", "tftp", "-g", "-r", "snp-arm64.efi", "-l", str(fetched),
-         "10.78.0.1"],
-        check=True, timeout=30,
-    )  # fmt: skip
-    assert fetched.read_bytes() == b"an arm64 iPXE\n"
+        time.sleep(0.5)
 
 
 def test_discovery_netboots_unknown_machines_after_a_live_change(serve: Serve) -> None:

@@ -11,9 +11,9 @@ from croft.site.model import ServeConfig
 BOOT_URL = "http://10.9.0.1:8080/boot/${mac:hexhyp}.ipxe"
 
 
-def lines(**fields: object) -> list[str]:
+def lines(arm64: bool = False, **fields: object) -> list[str]:
     serve = ServeConfig(address="10.9.0.1", interface="br0", network="10.9.0.0/24", **fields)  # type: ignore[arg-type]
-    return dnsmasq.config(serve, Path("/run/x"), BOOT_URL).splitlines()
+    return dnsmasq.config(serve, Path("/run/x"), BOOT_URL, arm64).splitlines()
 
 
 def test_full_mode_gives_known_machines_their_address_and_iPXE_its_script() -> None:
@@ -38,11 +38,11 @@ def test_router_advertisements_offer_no_route() -> None:
     assert "ra-param=br0,0,0" in config
 
 
-def test_arm64_machines_get_the_sites_ipxe_for_arm64_or_nothing() -> None:
+def test_arm64_machines_get_an_ipxe_for_arm64_or_nothing() -> None:
     without = lines(mode="full")
     # Never the BIOS binary to an arm64 machine.
     assert "dhcp-boot=tag:netboot,tag:!ipxe,tag:!efi-x86_64,tag:!efi-arm64,undionly.kpxe" in without
     assert not any("arm64.efi" in line for line in without)
-    full, proxy = lines(mode="full", ipxe_arm64="x"), lines(mode="proxy", ipxe_arm64="x")
-    assert "dhcp-boot=tag:netboot,tag:!ipxe,tag:efi-arm64,snp-arm64.efi" in full
-    assert "pxe-service=tag:netboot,tag:!ipxe,ARM64_EFI,croft,snp-arm64" in proxy
+    full, proxy = lines(mode="full", arm64=True), lines(mode="proxy", arm64=True)
+    assert "dhcp-boot=tag:netboot,tag:!ipxe,tag:efi-arm64,ipxe-arm64.efi" in full
+    assert "pxe-service=tag:netboot,tag:!ipxe,ARM64_EFI,croft,ipxe-arm64" in proxy

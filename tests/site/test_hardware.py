@@ -38,3 +38,27 @@ def test_inventory_problems_name_file_line_and_fix(tmp_path: Path) -> None:
         in found
     )
     assert "site.toml:9: serve.netboot.base: no base image 'debian' in images/" in found
+
+
+def test_arm64_machines_need_uefi_and_arm64_images(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    shutil.copytree(SITE, site, ignore=shutil.ignore_patterns(".croft"))
+    arm1 = site / "machines" / "arm1.toml"
+    arm1.write_text(arm1.read_text().replace('firmware = "uefi"', 'firmware = "bios"'))
+    toml = site / "site.toml"
+    toml.write_text(toml.read_text().replace('base = "netboot-arm64"', 'base = "netboot"'))
+    with pytest.raises(SiteError) as info:
+        load_site(site, use_cache=False)
+    found = str(info.value)
+    assert (
+        'machines/arm1.toml:6: hardware.firmware: aarch64 machines boot with UEFI\n    hint: set firmware = "uefi"'
+        in found
+    )
+    assert "serve.netboot_arm64.base: image 'netboot' is built for amd64, not arm64" in found
+    toml.write_text(toml.read_text()[: toml.read_text().index("[serve.netboot_arm64]")])
+    with pytest.raises(SiteError) as info:
+        load_site(site, use_cache=False)
+    assert (
+        "machines/arm1.toml:5: hardware.arch: aarch64 machines netboot what [serve.netboot_arm64] names, "
+        "and site.toml has none" in str(info.value)
+    )

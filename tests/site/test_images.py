@@ -38,8 +38,8 @@ def test_recipe_problems_name_file_line_field_and_fix(example_site: Path) -> Non
     found = problems(example_site)
     assert "images/helper.toml:2: base: no base image 'initrd'\n    hint: name one of: netboot" in found
     assert "images/helper.toml:3: packages.0: 'Bad_Name' is not a Debian package name" in found
-    assert "images/boot.toml:2: packages: does not apply to a initrd image" in found
-    assert "hint: a initrd image reads: compression, kernel, modules" in found
+    assert "images/boot.toml:2: packages: does not apply to an initrd image" in found
+    assert "hint: an initrd image reads: arch, compression, kernel, mirror, modules, suite" in found
     assert "images/boot.toml:3: modules.1: 'no/such' is not a kernel module name" in found
     assert "images/disk.toml:2: size: 100M is too small for a disk image" in found
     assert "images/disk.toml:3: outputs: names no output" in found

@@ -68,11 +68,7 @@ def test_a_service_declared_twice_is_refused(example_site: Path) -> None:
 
 def test_a_malformed_vm_is_refused_with_each_reason(example_site: Path) -> None:
     (example_site / "layers/vms/services/hello-vm.toml").write_text(
-        'state = ["/var/lib/vm"]\n'
-        "[vm]\n"
-        'image = "/srv/vm.qcow2"\n'
-        'memory = "lots"\n'
-        'ports = ["80"]\n'
+        'state = ["/var/lib/vm"]\n[vm]\nimage = "/srv/vm.qcow2"\nmemory = "lots"\nports = ["80"]\n'
     )
     found = problems(example_site)
     vm = "layers/vms/services/hello-vm.toml"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shlex
 import shutil
 import stat
@@ -266,8 +267,9 @@ def install_bootloader() -> None:
         kernel, initrd = os.path.join(scratch, "vmlinuz"), os.path.join(scratch, "initrd.img")
         shutil.copyfile(os.path.join(boot, kernels[-1]), kernel)
         shutil.copyfile(os.path.join(boot, f"initrd.img-{version}"), initrd)
-        bootconfig.fill_esp(esp, kernel, initrd, cmdline, lambda argv: sh(*argv))
-    sh("dd", f"if={bootconfig.SYSLINUX_GPT_MBR}", f"of={disk}", "bs=440", "count=1", "conv=notrunc")
+        bootconfig.fill_esp(esp, kernel, initrd, cmdline, lambda argv: sh(*argv), platform.machine())
+    if platform.machine() == "x86_64":
+        sh("dd", f"if={bootconfig.SYSLINUX_GPT_MBR}", f"of={disk}", "bs=440", "count=1", "conv=notrunc")
 
 
 def exec_action() -> None:

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 from croft.deploy.ssh import cache_dir
+from croft.images import arch
 from croft.images.rootfs import debootstrap
 from croft.run import run
 
@@ -57,7 +58,7 @@ def ensure_rootfs() -> Path:
         return root
     staging = fleet_cache() / f".{name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    debootstrap(SUITE, MIRROR, PACKAGES, staging)
+    debootstrap(SUITE, MIRROR, arch.host(), PACKAGES, staging)
     _prepare(staging)
     staging.rename(root)  # only a complete rootfs ever has the published name
     return root

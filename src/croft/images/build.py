@@ -14,11 +14,12 @@ from pathlib import Path
 
 from croft.agent import bootconfig
 from croft.errors import CroftError, SiteError
-from croft.images import disk, initrd, kernel, overlay, rootfs, squashfs, templates
+from croft.images import arch, disk, initrd, kernel, overlay, rootfs, squashfs, templates
+from croft.images.archive import Archive
 from croft.images.store import Artifact, ImageManifest, Store
 from croft.run import run
-from croft.site.images import check_image_trees, size_bytes
-from croft.site.model import Image, Site
+from croft.site.images import check_image_trees, image_arch, kernel_package, size_bytes
+from croft.site.model import Image, ImageConfig, Site
 
 # croft's image code: a change to it may change what a recipe produces, so it is part of the
 # recipe's hash (as the site cache hashes the code generating services).
@@ -60,6 +61,8 @@ def build(
     started = time.monotonic()
     try:
         step = _Steps(name, progress, started)
+        if image.config.kind != "initrd":
+            arch.ensure_runnable(image_arch(image, site.images))
         if image.config.kind == "base":
             artifacts = _base(image, work, store, step, force)
         elif image.config.kind == "overlay":
@@ -108,15 +111,21 @@ def _overlay(image: Image, base: Path, work: Path, store: Store, step: _Steps) -
 
 
 def _initrd(image: Image, work: Path, store: Store, step: _Steps) -> dict[str, Artifact]:
-    step(f"kernel {image.config.kernel}")
-    linux = kernel.fetch(image.config.kernel)
+    config = image.config
+    step(f"kernel {kernel_package(config)} ({config.suite}, {config.arch})")
+    linux = kernel.fetch(_archive(config), kernel_package(config))
     step(f"initrd for {linux.version}")
-    initrd.build(linux, image.config.modules, image.config.compression, work, work / "initrd.img")
+    initrd.build(_archive(config), linux, config.modules, config.compression, work, work / "initrd.img")
     shutil.copy2(linux.vmlinuz, work / "vmlinuz")
-    return {
+    artifacts = {
         "kernel": store.add(work / "vmlinuz", version=linux.version),
         "initrd": store.add(work / "initrd.img"),
     }
+    if config.arch == "arm64":
+        step("iPXE for arm64 UEFI (Debian's)")
+        shutil.copy2(initrd.arm64_ipxe(), work / "ipxe-arm64.efi")
+        artifacts["ipxe"] = store.add(work / "ipxe-arm64.efi")
+    return artifacts
 
 
 def _disk(
@@ -130,16 +139,18 @@ def _disk(
 ) -> dict[str, Artifact]:
     config = image.config
     root = _rootfs(image, work, step, fresh)
-    step(f"kernel {config.kernel} and initrd")
-    linux = kernel.fetch(config.kernel)
-    initrd.build(linux, config.modules, "zstd", work, work / "initrd.img")
+    step(f"kernel {kernel_package(config)} and initrd")
+    linux = kernel.fetch(_archive(config), kernel_package(config))
+    initrd.build(_archive(config), linux, config.modules, "zstd", work, work / "initrd.img")
     disk.install_kernel(linux, config.modules, work / "initrd.img", root)
     artifacts: dict[str, Artifact] = {}
-    cmdline = bootconfig.kernel_cmdline(config.cmdline)
+    boot = disk.bootloaders(_archive(config))
+    cmdline = bootconfig.kernel_cmdline(config.cmdline, boot.arch)
     if "raw" in config.outputs or "qcow2" in config.outputs:
-        step(f"raw disk ({config.size}, GPT: ESP + ext4 root; BIOS and UEFI)")
+        firmware = "BIOS and UEFI" if boot.arch == "x86_64" else "UEFI"
+        step(f"raw disk ({config.size}, GPT: ESP + ext4 root; {firmware})")
         size = size_bytes(config.size)
-        disk.raw(root, linux, size, cmdline, work, work / "disk.raw")
+        disk.raw(root, linux, size, cmdline, boot, work, work / "disk.raw")
     if "raw" in config.outputs:
         disk.compress(work / "disk.raw", work / "disk.raw.zst")
         artifacts["raw.zst"] = store.add(
@@ -182,8 +193,8 @@ def _disk(
 def _rootfs(image: Image, work: Path, step: _Steps, fresh: bool) -> Path:
     config = image.config
     root = work / "root"
-    step(f"debootstrap {config.suite} (minbase + {len(config.packages)} packages)")
-    rootfs.debootstrap(config.suite, config.mirror, config.packages, root, fresh=fresh)
+    step(f"debootstrap {config.suite} {config.arch} (minbase + {len(config.packages)} packages)")
+    rootfs.debootstrap(config.suite, config.mirror, config.arch, config.packages, root, fresh=fresh)
     rootfs.copy_tree(image.tree, root)
     for command in config.commands:
         step(f"running: {command}")
@@ -194,7 +205,8 @@ def _rootfs(image: Image, work: Path, step: _Steps, fresh: bool) -> Path:
 
 def recipe_hash(image: Image, base: ImageManifest | None) -> str:
     """Everything the image is made from: its recipe, its file tree, croft's image code, the
-    kernel package it names, and for an overlay, the base it is built on."""
+    kernel package it names (and an arm64 initrd's iPXE), and for an overlay, the base it is
+    built on."""
     digest = hashlib.sha256()
     for code in _CODE:
         digest.update(code.read_bytes())
@@ -211,13 +223,19 @@ def recipe_hash(image: Image, base: ImageManifest | None) -> str:
                 digest.update(f"{path.relative_to(image.tree)}\0{stat.st_mode:o}\0".encode())
                 digest.update(hashlib.sha256(content).digest())
     if image.config.kind in ("initrd", "disk"):
-        digest.update(kernel.resolve(image.config.kernel).encode())
+        digest.update(kernel.resolve(_archive(image.config), kernel_package(image.config)).encode())
+    if image.config.kind == "initrd" and image.config.arch == "arm64":
+        digest.update(hashlib.sha256(initrd.arm64_ipxe().read_bytes()).digest())
     if base is not None:
         digest.update(base.artifacts["squashfs"].sha256.encode())
     if image.config.agent:
         for code in sorted(overlay.AGENT_SOURCE.glob("*.py")):
             digest.update(code.read_bytes())
     return digest.hexdigest()
+
+
+def _archive(config: ImageConfig) -> Archive:
+    return Archive(config.suite, config.mirror, config.arch)
 
 
 def _clean(work: Path) -> None:

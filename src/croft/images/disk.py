@@ -1,5 +1,5 @@
 """Disk images for installation: a root filesystem with a kernel and croft's initrd, as
-(a) a raw GPT disk that boots with BIOS (syslinux) and UEFI (systemd-boot), (b) a tar.zst of the
+(a) a raw GPT disk that boots with UEFI (systemd-boot) and on x86 with BIOS (syslinux), (b) a tar.zst of the
 root, and (c, d) btrfs send streams (see templates.py).
 
 The raw image is assembled without mounting anything: the ESP is a FAT image filled with mtools,
@@ -9,9 +9,12 @@ the root is written by `mkfs.ext4 -d` straight into its place in the disk file.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from croft.agent import bootconfig
+from croft.images.arch import KERNEL_ARCH
+from croft.images.archive import Archive
 from croft.images.kernel import DEFAULT_MODULES, Kernel
 from croft.run import run
 
@@ -19,6 +22,20 @@ ESP_MIB = 64
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 ZSTD = ["zstd", "-q", "-T0", "-6"]
+
+
+@dataclass(frozen=True)
+class Bootloaders:
+    arch: str
+    """The machine architecture (x86_64, aarch64): x86_64 disks boot with BIOS too."""
+    systemd_boot: Path
+    """The directory with systemd-boot's EFI binaries for that architecture."""
+
+
+def bootloaders(archive: Archive) -> Bootloaders:
+    """systemd-boot from `archive` (the disk's suite and architecture), not the host's."""
+    files = archive.unpack("systemd-boot-efi") / bootconfig.SYSTEMD_BOOT_DIR.lstrip("/")
+    return Bootloaders(KERNEL_ARCH[archive.arch], files)
 
 
 def install_kernel(kernel: Kernel, modules: tuple[str, ...], initrd: Path, root: Path) -> None:
@@ -37,12 +54,16 @@ def install_kernel(kernel: Kernel, modules: tuple[str, ...], initrd: Path, root:
     run(["depmod", "-b", root, kernel.version])
 
 
-def raw(root: Path, kernel: Kernel, size: int, cmdline: str, work: Path, output: Path) -> None:
-    """A GPT disk of `size` bytes: the ESP (kernel, initrd, both bootloaders) and the root."""
+def raw(
+    root: Path, kernel: Kernel, size: int, cmdline: str, boot: Bootloaders, work: Path, output: Path
+) -> None:
+    """A GPT disk of `size` bytes: the ESP (kernel, initrd, bootloaders) and the root."""
     initrd = root / "boot" / f"initrd.img-{kernel.version}"
     esp = work / "esp.img"
     run(["mkfs.vfat", "-C", "-n", "CROFT-ESP", esp, str(ESP_MIB * 1024)])
-    bootconfig.fill_esp(str(esp), str(kernel.vmlinuz), str(initrd), cmdline, run)
+    bootconfig.fill_esp(
+        str(esp), str(kernel.vmlinuz), str(initrd), cmdline, run, boot.arch, str(boot.systemd_boot)
+    )
 
     mib = 1 << 20
     root_start = (1 + ESP_MIB) * mib
@@ -57,17 +78,18 @@ def raw(root: Path, kernel: Kernel, size: int, cmdline: str, work: Path, output:
     )
     run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", output], input=layout)
     run(["dd", f"if={esp}", f"of={output}", "bs=1M", "seek=1", "conv=notrunc,sparse", "status=none"])
-    run(
-        [
-            "dd",
-            f"if={bootconfig.SYSLINUX_GPT_MBR}",
-            f"of={output}",
-            "bs=440",
-            "count=1",
-            "conv=notrunc",
-            "status=none",
-        ]
-    )
+    if boot.arch == "x86_64":
+        run(
+            [
+                "dd",
+                f"if={bootconfig.SYSLINUX_GPT_MBR}",
+                f"of={output}",
+                "bs=440",
+                "count=1",
+                "conv=notrunc",
+                "status=none",
+            ]
+        )
     run(
         [
             "mkfs.ext4",

@@ -10,16 +10,19 @@ import os
 import shutil
 from pathlib import Path
 
+from croft.images.archive import DEFAULT_MIRROR, Archive
 from croft.images.kernel import DEFAULT_MODULES, Kernel
 from croft.run import run
 
-BUSYBOX = Path("/bin/busybox")  # Debian's busybox-static: no shared libraries to copy
 _HERE = Path(__file__).parent
 COMPRESSORS = {"zstd": "zstd -q -19 -T0", "xz": "xz -q --check=crc32 -T0", "gzip": "gzip -9n"}
 
 
-def build(kernel: Kernel, modules: tuple[str, ...], compression: str, work: Path, output: Path) -> None:
-    """Write the initrd for `kernel` to `output`, loading croft's default modules and `modules`."""
+def build(
+    archive: Archive, kernel: Kernel, modules: tuple[str, ...], compression: str, work: Path, output: Path
+) -> None:
+    """Write the initrd for `kernel` to `output`, loading croft's default modules and `modules`,
+    with busybox from `archive` (the kernel's architecture)."""
     root = work / "initrd"
     for directory in (
         "bin",
@@ -34,7 +37,8 @@ def build(kernel: Kernel, modules: tuple[str, ...], compression: str, work: Path
         "lib/modules",
     ):
         (root / directory).mkdir(parents=True, exist_ok=True)
-    shutil.copy2(_check_busybox(), root / "bin" / "busybox")
+    # busybox-static: no shared libraries to copy.
+    shutil.copy2(archive.unpack("busybox-static") / "bin" / "busybox", root / "bin" / "busybox")
     # The kernel panics when the initramfs lacks /bin/sh; init.sh installs the other applets.
     (root / "bin" / "sh").symlink_to("busybox")
     # Without /dev/console in the archive, init starts with no stdin, stdout or stderr.
@@ -71,9 +75,8 @@ def pack_cpio(root: Path, compression: str, output: Path) -> None:
     )
 
 
-def _check_busybox() -> Path:
-    from croft.errors import CroftError
-
-    if run(["dpkg-query", "-W", "busybox-static"], check=False).returncode != 0:
-        raise CroftError(f"{BUSYBOX} is missing or not static: install busybox-static (scripts/setup does)")
-    return BUSYBOX
+def arm64_ipxe() -> Path:
+    """iPXE for arm64 UEFI machines, which croft serve hands them before their kernel and initrd.
+    Debian 12's ipxe package is x86 only; Debian 13's (architecture all) carries an arm64 build."""
+    package = Archive("trixie", DEFAULT_MIRROR, "arm64").unpack("ipxe")
+    return package / "usr" / "lib" / "ipxe" / "ipxe-arm64.efi"

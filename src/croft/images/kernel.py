@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from croft.deploy.ssh import cache_dir
 from croft.errors import CroftError
+from croft.images.archive import Archive
 from croft.run import run
 
 # What every croft initrd loads: enough to find the network and a disk on a VM or a common PC,
@@ -92,38 +91,20 @@ def _module_name(path: str) -> str:
     return Path(path).name.split(".ko")[0].replace("-", "_")
 
 
-def fetch(package: str) -> Kernel:
-    """The unpacked kernel package, from the cache or downloaded with the host's apt sources."""
-    concrete = resolve(package)
-    root = cache_dir() / "kernels" / concrete
-    if not (root / "boot").is_dir():
-        staging = root.with_name(f".{concrete}.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        try:
-            run(["apt-get", "download", "-q", concrete], cwd=staging, timeout=900)
-            (deb,) = staging.glob("*.deb")
-            run(["dpkg-deb", "-x", deb, staging / "root"])
-            deb.unlink()
-            # The package ships no modules.dep (its postinst makes it): make it here.
-            (version,) = (path.name for path in (staging / "root" / "lib" / "modules").iterdir())
-            run(["depmod", "-b", staging / "root", version])
-        except Exception:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        (staging / "root").rename(root)  # only a whole package gets the cached name
-        shutil.rmtree(staging)
-    (vmlinuz,) = (root / "boot").glob("vmlinuz-*")
-    return Kernel(concrete, vmlinuz.name.removeprefix("vmlinuz-"), root)
+def fetch(archive: Archive, package: str) -> Kernel:
+    """The unpacked kernel package `package` (a metapackage is resolved) from `archive`."""
+    concrete = resolve(archive, package)
+    root = archive.unpack(concrete)
+    if not (root / "lib" / "modules").is_dir():
+        raise CroftError(f"{package} ({concrete}) is not a kernel package: it has no modules")
+    (version,) = (path.name for path in (root / "lib" / "modules").iterdir())
+    if not (root / "lib" / "modules" / version / "modules.dep").exists():
+        # The package ships no modules.dep (its postinst makes it): make it, once.
+        run(["depmod", "-b", root, version])
+    return Kernel(concrete, version, root)
 
 
-def resolve(package: str) -> str:
+def resolve(archive: Archive, package: str) -> str:
     """A metapackage (linux-image-amd64) is resolved to the kernel it depends on."""
-    result = run(["apt-cache", "depends", package], check=False)
-    if result.returncode != 0 or not result.stdout.strip():
-        raise CroftError(
-            f"kernel package {package!r} is unknown to apt on this machine; "
-            "run `apt-get update`, or name a package `apt-cache search linux-image` lists"
-        )
-    match = re.search(r"Depends: (linux-image-\d\S*)", result.stdout)
+    match = re.search(r"(linux-image-\d\S*)", archive.show(package).get("Depends", ""))
     return match.group(1) if match else package

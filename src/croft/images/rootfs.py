@@ -42,22 +42,22 @@ def debs_cache() -> Path:
 
 
 def debootstrap(
-    suite: str, mirror: str, packages: tuple[str, ...], root: Path, *, fresh: bool = False
+    suite: str, mirror: str, arch: str, packages: tuple[str, ...], root: Path, *, fresh: bool = False
 ) -> None:
-    """A minbase Debian `suite` with `packages` in `root` (which must not exist yet).
+    """A minbase Debian `suite` for `arch` with `packages` in `root` (which must not exist yet).
 
-    The result is kept in the cache, keyed by suite, mirror and packages, so images that start
-    from the same packages (a netboot base and a disk image, two versions of a template) run
-    debootstrap once; `fresh` runs it again (to pick up the archive's updates).
+    The result is kept in the cache, keyed by suite, mirror, arch and packages, so images that
+    start from the same packages (a netboot base and a disk image, two versions of a template)
+    run debootstrap once; `fresh` runs it again (to pick up the archive's updates).
     """
     key = hashlib.sha256(f"{suite} {mirror} {' '.join(sorted(packages))}".encode()).hexdigest()[:16]
-    cached = cache_dir() / "rootfs" / f"{suite}-{key}"
+    cached = cache_dir() / "rootfs" / f"{suite}-{arch}-{key}"
     if fresh or not (cached / "etc" / "os-release").exists():
         staging = cached.with_name(f".{cached.name}.partial")
         shutil.rmtree(staging, ignore_errors=True)
         staging.parent.mkdir(parents=True, exist_ok=True)
         try:
-            _debootstrap(suite, mirror, packages, staging)
+            _debootstrap(suite, mirror, arch, packages, staging)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -67,8 +67,14 @@ def debootstrap(
     run(["cp", "-a", "--reflink=auto", cached, root], timeout=600)
 
 
-def _debootstrap(suite: str, mirror: str, packages: tuple[str, ...], root: Path) -> None:
-    argv: list[str | Path] = ["debootstrap", "--variant=minbase", f"--cache-dir={debs_cache()}"]
+def _debootstrap(suite: str, mirror: str, arch: str, packages: tuple[str, ...], root: Path) -> None:
+    argv: list[str | Path] = [
+        "debootstrap",
+        "--variant=minbase",
+        # Another architecture's second stage runs under QEMU user emulation (arch.py).
+        f"--arch={arch}",
+        f"--cache-dir={debs_cache()}",
+    ]
     if packages:
         argv.append(f"--include={','.join(packages)}")
     result = run([*argv, suite, root, mirror], timeout=1800, check=False)
@@ -126,7 +132,7 @@ def in_root(
 
 def install(root: Path, packages: tuple[str, ...]) -> None:
     """apt-get install `packages` into `root` (a root with apt), with the shared package cache."""
-    lists = cache_dir() / "apt-lists" / _root_suite(root)
+    lists = cache_dir() / "apt-lists" / f"{_root_suite(root)}-{_root_arch(root)}"
     (lists / "partial").mkdir(parents=True, exist_ok=True)
     binds = ((debs_cache(), "/var/cache/apt/archives"), (lists, "/var/lib/apt/lists"))
     update = "" if any(lists.glob("*_Packages")) else "apt-get -q update >/dev/null; "
@@ -144,6 +150,12 @@ def install(root: Path, packages: tuple[str, ...]) -> None:
 def _root_suite(root: Path) -> str:
     release = (root / "etc" / "os-release").read_text()
     match = re.search(r"^VERSION_CODENAME=(\S+)", release, re.M)
+    return match.group(1) if match else "unknown"
+
+
+def _root_arch(root: Path) -> str:
+    status = (root / "var" / "lib" / "dpkg" / "status").read_text()
+    match = re.search(r"^Package: dpkg\n(?:.+\n)*?Architecture: (\S+)", status, re.M)
     return match.group(1) if match else "unknown"
 
 

@@ -119,13 +119,19 @@ def _wait_for_ssh(site: Site, machines: list[str], say: Say) -> None:
 
 
 def _needed_images(site: Site, machines: list[str]) -> list[str]:
-    """The images the lab's story uses: the netboot environment's, and those the lab machines'
-    workflows name (`images.NAME` or `images["NAME"]`); not, say, an image for VM services."""
-    assert site.config.serve is not None
-    netboot = site.config.serve.netboot
-    needed = {netboot.initrd, netboot.base, *netboot.overlays}
+    """The images the lab's story uses: the netboot environment of each lab machine's
+    architecture, and those their workflows name (`images.NAME` or `images["NAME"]`); not, say,
+    an image for VM services."""
+    serve = site.config.serve
+    assert serve is not None
+    needed: set[str] = set()
     for name in machines:
         hardware = site.machines[name].config.hardware
+        netboot = (
+            serve.netboot_arm64 if hardware is not None and hardware.arch == "aarch64" else serve.netboot
+        )
+        if netboot is not None:
+            needed |= {netboot.initrd, netboot.base, *netboot.overlays}
         if hardware is not None and hardware.workflow is not None:
             text = (site.root / "workflows" / f"{hardware.workflow}.yaml").read_text()
             named = re.findall(r"images(?:\.(\w+)|\[[\"'](\w+)[\"']\])", text)

@@ -94,6 +94,7 @@ def _machine(site: Site, state: LabState, name: str, *, network_first: bool = Fa
     return Machine(
         name,
         lab_dir(site),
+        arch=hardware.arch,
         firmware=lab.firmware,
         disks=[lab_dir(site) / f"{name}.raw"],
         tap=lab.tap,
@@ -210,7 +211,7 @@ def down(site: Site) -> bool:
     _stop(state.serve_pid)  # it stops its dnsmasq
     _lan(site, state).destroy()
     directory = lab_dir(site)
-    for pattern in ("*.raw", "*.sock", "*.qmp", "*.OVMF_VARS.fd"):
+    for pattern in ("*.raw", "*.sock", "*.qmp", "*.nvram.fd"):
         for path in directory.glob(pattern):
             path.unlink()
     _state_file(site).unlink()

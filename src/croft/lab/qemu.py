@@ -4,6 +4,7 @@ choice between KVM and TCG made by booting a guest, not by opening /dev/kvm."""
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -12,12 +13,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from croft.agent import bootconfig
 from croft.errors import CroftError
 from croft.run import spawn
 
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# UEFI firmware (code, a template of its variables) per architecture: OVMF and AAVMF (edk2).
+UEFI = {
+    "x86_64": (Path("/usr/share/OVMF/OVMF_CODE_4M.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.fd")),
+    "aarch64": (Path("/usr/share/AAVMF/AAVMF_CODE.fd"), Path("/usr/share/AAVMF/AAVMF_VARS.fd")),
+}
 Firmware = Literal["bios", "uefi"]
+Arch = Literal["x86_64", "aarch64"]
 
 
 @dataclass
@@ -26,11 +32,14 @@ class Machine:
 
     name: str
     workdir: Path
+    arch: Arch = "x86_64"
+    """aarch64: QEMU's virt board with a Cortex-A57, always emulated (TCG) on an x86_64 host."""
     memory_mb: int = 1024
     cpus: int | None = None
     """Default: 2 under KVM; 1 under TCG, where two vCPUs boot only ~15% faster and a guest
     kernel patching its code (text_poke_bp) across them now and then locks both up."""
     firmware: Firmware = "bios"
+    """aarch64 machines have UEFI whatever this says."""
     kernel: Path | None = None
     initrd: Path | None = None
     append: str = ""
@@ -61,7 +70,7 @@ class Machine:
 
     def argv(self, accel: str) -> list[str]:
         cpus = self.cpus or (1 if accel == "tcg" else 2)
-        argv = ["qemu-system-x86_64", "-name", self.name, "-m", str(self.memory_mb), "-smp", str(cpus)]
+        argv = [f"qemu-system-{self.arch}", "-name", self.name, "-m", str(self.memory_mb), "-smp", str(cpus)]
         # thread=multi: one host thread per guest CPU under TCG.
         argv += ["-accel", "tcg,thread=multi" if accel == "tcg" else "kvm", "-nographic"]
         if not self.reboot:
@@ -78,12 +87,16 @@ class Machine:
             argv += ["-qmp", f"unix:{self.qmp_socket},server=on,wait=off", "-monitor", "none"]
         else:
             argv += ["-serial", f"file:{self.console}", "-monitor", "none"]
-        if self.firmware == "uefi":
-            vars_file = self.workdir / f"{self.name}.OVMF_VARS.fd"
+        if self.arch == "aarch64":
+            argv += ["-machine", "virt", "-cpu", "cortex-a57"]
+        if self.firmware == "uefi" or self.arch == "aarch64":
+            code, template = UEFI[self.arch]
+            vars_file = self.workdir / f"{self.name}.nvram.fd"
             if not vars_file.exists():
-                shutil.copyfile(OVMF_VARS, vars_file)  # the machine's own NVRAM
-            argv += ["-machine", "q35"]
-            argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"]
+                shutil.copyfile(template, vars_file)  # the machine's own NVRAM
+            if self.arch == "x86_64":
+                argv += ["-machine", "q35"]
+            argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}"]
             argv += ["-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
         # bootindex: the boot order SeaBIOS and OVMF both follow. The NIC comes first when
         # netbooting, else after the disks (an empty disk falls through to it).
@@ -95,11 +108,14 @@ class Machine:
             argv += ["-kernel", str(self.kernel)]
             if self.initrd is not None:
                 argv += ["-initrd", str(self.initrd)]
-            argv += ["-append", f"console=ttyS0 panic=-1 {self.append}".strip()]
+            argv += ["-append", f"{bootconfig.CONSOLES[self.arch]} panic=-1 {self.append}".strip()]
         if self.tap is not None:
             argv += ["-netdev", f"tap,id=n0,ifname={self.tap},script=no,downscript=no"]
             nic_index = 1 if self.boot == "network" else len(self.disks) + 1
-            argv += ["-device", f"virtio-net-pci,netdev=n0,mac={self.mac},bootindex={nic_index}"]
+            nic = f"virtio-net-pci,netdev=n0,mac={self.mac},bootindex={nic_index}"
+            if self.arch == "aarch64":
+                nic += ",romfile="  # QEMU's NIC ROMs are x86 code; AAVMF has its own virtio driver
+            argv += ["-device", nic]
         else:
             argv += ["-nic", "none"]
         return argv
@@ -108,7 +124,7 @@ class Machine:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.interactive:
             self.console.write_bytes(b"")
-        argv = self.argv(accelerator())
+        argv = self.argv(accelerator() if self.arch == platform.machine() else "tcg")
         if self.netns is not None:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         self.process = spawn(argv, stderr=(self.workdir / f"{self.name}.qemu.log").open("wb"))
@@ -169,9 +185,11 @@ def _probe() -> str:
     boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
     if cached.exists() and cached.read_text().startswith(boot_id):
         return cached.read_text().split()[1]
-    from croft.images.kernel import fetch  # a real Linux kernel is the only honest probe
+    # A real Linux kernel is the only honest probe.
+    from croft.images.archive import DEFAULT_MIRROR, Archive
+    from croft.images.kernel import fetch
 
-    kernel = fetch("linux-image-amd64")
+    kernel = fetch(Archive("bookworm", DEFAULT_MIRROR, "amd64"), "linux-image-amd64")
     probe_dir = Path("/run/croft/kvm-probe.d")
     probe_dir.mkdir(parents=True, exist_ok=True)
     machine = Machine(

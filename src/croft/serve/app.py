@@ -76,14 +76,16 @@ def make_app(provisioner: Provisioner) -> web.Application:
             # workflow, says so and stops; the MAC is kept as a boot event to add to the inventory.
             provisioner.workflows.add_boot_event(mac, "discovered", "not in the inventory")
             print(f"croft serve: discovered {mac} (not in the inventory)", flush=True)
-            return _netboot(provisioner, mac, token="none")
+            # iPXE says which architecture it was built for (${buildarch} in the script's URL).
+            arch = "aarch64" if request.query.get("arch") == "arm64" else "x86_64"
+            return _netboot(provisioner, mac, "none", arch)
         workflow = provisioner.workflows.active().get(known.machine.name)
         if not known.hardware.allow_netboot:
             return web.Response(text=ipxe.local_boot_script("netboot not allowed"))
         if workflow is None or not known.hardware.allow_workflow:
             return web.Response(text=ipxe.local_boot_script("no workflow to run"))
         provisioner.workflows.add_boot_event(mac, "netboot", f"workflow {workflow.id}")
-        return _netboot(provisioner, mac, workflow.token)
+        return _netboot(provisioner, mac, workflow.token, known.hardware.arch)
 
     @routes.post("/boot/{mac}/error")
     async def boot_error(request: web.Request) -> web.Response:
@@ -271,24 +273,23 @@ def make_app(provisioner: Provisioner) -> web.Application:
     return app
 
 
-def _netboot(provisioner: Provisioner, mac: str, token: str) -> web.Response:
-    """The script that boots the netboot environment with the agent's token."""
+def _netboot(provisioner: Provisioner, mac: str, token: str, arch: str) -> web.Response:
+    """The script that boots the netboot environment for `arch` with the agent's token."""
     try:
-        kernel, initrd, layers = netboot_artifacts(provisioner.site, provisioner.url)
+        netboot = netboot_artifacts(provisioner.site, provisioner.url, arch)
     except CroftError as error:
         provisioner.workflows.add_boot_event(mac, "error", str(error))
         return web.Response(text=ipxe.local_boot_script(str(error)))
-    assert provisioner.site.config.serve is not None
     args = " ".join(
         [
             f"croft.server={provisioner.url}",
             f"croft.token={token}",
-            f"croft.base={layers[0]}",
-            f"croft.overlays={','.join(layers[1:])}",
-            provisioner.site.config.serve.netboot.cmdline,
+            f"croft.base={netboot.layers[0]}",
+            f"croft.overlays={','.join(netboot.layers[1:])}",
+            netboot.cmdline,
         ]
     )
-    return web.Response(text=ipxe.netboot_script(kernel, initrd, args))
+    return web.Response(text=ipxe.netboot_script(netboot.kernel, netboot.initrd, args))
 
 
 def _mac(value: str) -> str:

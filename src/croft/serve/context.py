@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from typing import Any
 
+from croft.agent import bootconfig
 from croft.errors import CroftError
 from croft.images.build import store_for
 from croft.site.model import Machine, Site
@@ -54,10 +56,26 @@ def workflow_context(site: Site, machine: Machine, server_url: str) -> dict[str,
     }
 
 
-def netboot_artifacts(site: Site, server_url: str) -> tuple[str, str, list[str]]:
-    """(kernel URL, initrd URL, [base URL, overlay URLs...]) from the built images [serve.netboot] names."""
-    assert site.config.serve is not None
-    netboot = site.config.serve.netboot
+@dataclass(frozen=True)
+class Netboot:
+    """The netboot environment for one architecture, as URLs."""
+
+    kernel: str
+    initrd: str
+    layers: list[str]
+    """The base's squashfs, then the overlays."""
+    cmdline: str
+
+
+def netboot_artifacts(site: Site, server_url: str, arch: str) -> Netboot:
+    """The built images [serve.netboot] (x86_64) or [serve.netboot_arm64] (aarch64) names."""
+    serve = site.config.serve
+    assert serve is not None
+    netboot = serve.netboot_arm64 if arch == "aarch64" else serve.netboot
+    if netboot is None:
+        raise CroftError(
+            "no netboot environment for aarch64 machines: add [serve.netboot_arm64] to site.toml"
+        )
     built = images(site, server_url)
     missing = [name for name in (netboot.initrd, netboot.base, *netboot.overlays) if name not in built]
     if missing:
@@ -66,4 +84,9 @@ def netboot_artifacts(site: Site, server_url: str) -> tuple[str, str, list[str]]
     for overlay in netboot.overlays:
         (artifact,) = built[overlay].values()
         layers.append(artifact["url"])
-    return built[netboot.initrd]["kernel"]["url"], built[netboot.initrd]["initrd"]["url"], layers
+    return Netboot(
+        built[netboot.initrd]["kernel"]["url"],
+        built[netboot.initrd]["initrd"]["url"],
+        layers,
+        netboot.cmdline if netboot.cmdline is not None else bootconfig.CONSOLES[arch],
+    )

@@ -15,16 +15,31 @@ import signal
 import subprocess
 from pathlib import Path
 
+from croft.images.build import store_for
 from croft.run import spawn
 from croft.serve.inventory import Inventory
-from croft.site.model import ServeConfig
+from croft.site.model import ServeConfig, Site
 
 IPXE_DIR = Path("/usr/lib/ipxe")
 RUNTIME = Path("/run/croft/serve")
-# Client architecture (DHCP option 93) -> the iPXE binary it chainloads. arm64 machines need an
-# snp.efi built for arm64, which Debian's ipxe package (x86 only) does not ship: the site names
-# one ([serve] ipxe_arm64).
-IPXE_BINARIES = {"bios": "undionly.kpxe", "efi-x86_64": "ipxe.efi", "efi-arm64": "snp-arm64.efi"}
+# Client architecture (DHCP option 93) -> the iPXE binary it chainloads.
+IPXE_BINARIES = {"bios": "undionly.kpxe", "efi-x86_64": "ipxe.efi", "efi-arm64": "ipxe-arm64.efi"}
+
+
+def arm64_ipxe(site: Site) -> Path | None:
+    """The iPXE arm64 machines get: the site's, or the one built with the arm64 netboot
+    environment's initrd image (Debian's); None when the site netboots no arm64 machine."""
+    serve = site.config.serve
+    assert serve is not None
+    if serve.ipxe_arm64 is not None:
+        return site.root / serve.ipxe_arm64
+    if serve.netboot_arm64 is None:
+        return None
+    store = store_for(site)
+    manifest = store.manifest(serve.netboot_arm64.initrd)
+    if manifest is None or "ipxe" not in manifest.artifacts:
+        return None  # not built yet: the boot script says so
+    return store.path(manifest.artifacts["ipxe"].sha256)
 
 
 def prepare_tftp(root: Path, ipxe_arm64: Path | None) -> None:
@@ -39,8 +54,9 @@ def prepare_tftp(root: Path, ipxe_arm64: Path | None) -> None:
         shutil.copy2(source, root / f"{name.rsplit('.', 1)[0]}.0")
 
 
-def config(serve: ServeConfig, runtime: Path, boot_url: str) -> str:
-    """The main configuration (changes only with [serve]): written once, read at start."""
+def config(serve: ServeConfig, runtime: Path, boot_url: str, arm64: bool) -> str:
+    """The main configuration (changes only with [serve]): written once, read at start. `arm64`:
+    whether there is an iPXE for arm64 machines."""
     network = ipaddress.ip_network(serve.network)
     lines = [
         "# Written by croft serve; changes are lost on its next start.",
@@ -92,7 +108,7 @@ def config(serve: ServeConfig, runtime: Path, boot_url: str) -> str:
             f"dhcp-boot={wanted}tag:!ipxe,tag:efi-x86_64,{IPXE_BINARIES['efi-x86_64']}",
             f"dhcp-boot={wanted}tag:!ipxe,tag:!efi-x86_64,tag:!efi-arm64,{IPXE_BINARIES['bios']}",
         ]
-        if serve.ipxe_arm64 is not None:
+        if arm64:
             lines.append(f"dhcp-boot={wanted}tag:!ipxe,tag:efi-arm64,{IPXE_BINARIES['efi-arm64']}")
     else:
         # proxyDHCP: the LAN's router hands out addresses, croft only the boot file; a PXE ROM
@@ -104,8 +120,8 @@ def config(serve: ServeConfig, runtime: Path, boot_url: str) -> str:
             f"pxe-service={wanted}tag:!ipxe,x86PC,croft,undionly",
             f"pxe-service={wanted}tag:!ipxe,X86-64_EFI,croft,ipxe",
         ]
-        if serve.ipxe_arm64 is not None:
-            lines.append(f"pxe-service={wanted}tag:!ipxe,ARM64_EFI,croft,snp-arm64")
+        if arm64:
+            lines.append(f"pxe-service={wanted}tag:!ipxe,ARM64_EFI,croft,ipxe-arm64")
     return "\n".join(lines) + "\n"
 
 
@@ -126,7 +142,7 @@ def hosts(inventory: Inventory, netbooting: set[str], full: bool) -> str:
 class Dnsmasq:
     """One dnsmasq process: started, told to re-read its hosts file, restarted if it dies."""
 
-    def __init__(self, state: Path, serve: ServeConfig, boot_url: str, site_root: Path) -> None:
+    def __init__(self, state: Path, site: Site, boot_url: str) -> None:
         self.conf = state / "dnsmasq.conf"
         self.log = state / "dnsmasq.log"
         # What dnsmasq reads after dropping its privileges (TFTP files, the hosts file on SIGHUP)
@@ -135,19 +151,20 @@ class Dnsmasq:
         for directory in (*reversed(runtime.parents[:2]), runtime):
             directory.mkdir(mode=0o755, exist_ok=True)
             directory.chmod(0o755)
-        self.runtime, self.boot_url, self.site_root = runtime, boot_url, site_root
+        self.runtime, self.boot_url = runtime, boot_url
         self.hosts_file = runtime / "hosts"
         self.process: subprocess.Popen[bytes] | None = None
-        self.configure(serve)
+        self.configure(site)
         if not self.hosts_file.exists():
             self.hosts_file.write_text("")
 
-    def configure(self, serve: ServeConfig) -> bool:
-        """Write the configuration for `serve`; whether it changed (a running dnsmasq then needs
-        restart(): it reads its main configuration only at start)."""
-        arm64 = self.site_root / serve.ipxe_arm64 if serve.ipxe_arm64 is not None else None
+    def configure(self, site: Site) -> bool:
+        """Write the configuration for the site's [serve]; whether it changed (a running dnsmasq
+        then needs restart(): it reads its main configuration only at start)."""
+        assert site.config.serve is not None
+        arm64 = arm64_ipxe(site)
         prepare_tftp(self.runtime / "tftp", arm64)
-        text = config(serve, self.runtime, self.boot_url)
+        text = config(site.config.serve, self.runtime, self.boot_url, arm64 is not None)
         if self.conf.exists() and self.conf.read_text() == text:
             return False
         self.conf.write_text(text)

@@ -34,7 +34,8 @@ async def _serve(site: Site, dhcp: bool) -> None:
     state = state_dir(site)
     workflows = WorkflowStore(database_url(config.database_url, state))
     provisioner = Provisioner(site, workflows, url, admin_token(state))
-    dnsmasq = Dnsmasq(state, config, f"{url}/boot/${{mac}}.ipxe", site.root) if dhcp else None
+    # ${buildarch}: which netboot environment a machine the inventory does not know gets.
+    dnsmasq = Dnsmasq(state, site, f"{url}/boot/${{mac}}.ipxe?arch=${{buildarch}}") if dhcp else None
     runner = web.AppRunner(make_app(provisioner), access_log=None)
     await runner.setup()
     try:
@@ -82,7 +83,7 @@ def _tick(root: Path, provisioner: Provisioner, dnsmasq: Dnsmasq | None) -> None
         print(f"croft serve: the site is invalid, still serving the last valid one:\n{error}", flush=True)
     assert site.config.serve is not None
     changed = site.config.serve != provisioner.site.config.serve
-    if dnsmasq is not None and changed and dnsmasq.configure(site.config.serve):
+    if dnsmasq is not None and changed and dnsmasq.configure(site):
         dnsmasq.restart()
         print("croft serve: [serve] changed; dnsmasq restarted (address and port need a restart)", flush=True)
     if site.machines != provisioner.site.machines or site.config != provisioner.site.config:

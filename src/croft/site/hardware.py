@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 
 from croft.errors import Problem
-from croft.site.model import Image, MachineConfig, ServeConfig
+from croft.site.images import image_arch
+from croft.site.model import Image, MachineConfig, NetbootConfig, ServeConfig
 from croft.site.tomlfile import Reporter
 
 _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -30,18 +31,33 @@ def check_serve(serve: ServeConfig, file: Path, images: dict[str, Image], proble
         problem(
             ("ipxe_arm64",),
             f"{serve.ipxe_arm64} is not a file",
-            "build iPXE for arm64 UEFI (make bin-arm64-efi/snp.efi) and name it relative to the site",
+            "name an iPXE for arm64 UEFI relative to the site, or leave ipxe_arm64 out for Debian's",
         )
+    _check_netboot(serve.netboot, "netboot", "amd64", images, problem)
+    if serve.netboot_arm64 is not None:
+        _check_netboot(serve.netboot_arm64, "netboot_arm64", "arm64", images, problem)
+
+
+def _check_netboot(
+    netboot: NetbootConfig, field: str, arch: str, images: dict[str, Image], problem: Reporter
+) -> None:
     for key, kind in NETBOOT_KINDS.items():
-        value = getattr(serve.netboot, key)
+        value = getattr(netboot, key)
         for name in value if isinstance(value, tuple) else (value,):
             if name not in images or images[name].config.kind != kind:
                 declared = sorted(n for n, image in images.items() if image.config.kind == kind)
                 problem(
-                    ("netboot", key),
+                    (field, key),
                     f"no {kind} image {name!r} in images/",
                     f'declare images/{name}.toml with kind = "{kind}"; {kind} images: '
                     f"{', '.join(declared) or 'none'}",
+                )
+            elif image_arch(images[name], images) != arch:
+                problem(
+                    (field, key),
+                    f"image {name!r} is built for {image_arch(images[name], images)}, not {arch}",
+                    f'[serve.{field}] is for {arch} machines: name images with arch = "{arch}" '
+                    "(an overlay has its base's)",
                 )
 
 
@@ -91,6 +107,15 @@ def check_hardware(
                     (*where, "ip"),
                     f"{ip} is outside the provisioning network {network}",
                     "give it an address in [serve] network, or change that network",
+                )
+        if hardware.arch == "aarch64":
+            if hardware.firmware != "uefi":
+                problem(("firmware",), "aarch64 machines boot with UEFI", 'set firmware = "uefi"')
+            if serve is not None and serve.netboot_arm64 is None:
+                problem(
+                    ("arch",),
+                    "aarch64 machines netboot what [serve.netboot_arm64] names, and site.toml has none",
+                    'add [serve.netboot_arm64] naming images built with arch = "arm64"',
                 )
         if hardware.workflow is not None and hardware.workflow not in workflows:
             known = ", ".join(sorted(workflows)) or "none"

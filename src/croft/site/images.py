@@ -19,12 +19,35 @@ _SIZE = re.compile(r"^(\d+)([MG])$")
 
 # The fields each kind reads; any other field set to a non-default value is a mistake.
 FIELDS = {
-    "base": {"suite", "mirror", "packages", "commands", "compression"},
+    "base": {"suite", "mirror", "arch", "packages", "commands", "compression"},
     "overlay": {"base", "packages", "commands", "compression", "format", "agent"},
-    "initrd": {"kernel", "modules", "compression"},
-    "disk": {"suite", "mirror", "packages", "commands", "kernel", "modules", "size", "outputs", "cmdline"},
+    "initrd": {"suite", "mirror", "arch", "kernel", "modules", "compression"},
+    "disk": {
+        "suite",
+        "mirror",
+        "arch",
+        "packages",
+        "commands",
+        "kernel",
+        "modules",
+        "size",
+        "outputs",
+        "cmdline",
+    },
 }
+_ARTICLE = {"base": "a", "overlay": "an", "initrd": "an", "disk": "a"}
 _DEFAULTS = ImageConfig(kind="base")
+
+
+def image_arch(image: Image, images: dict[str, Image]) -> str:
+    """The Debian architecture of an image: an overlay's is its base's."""
+    if image.config.kind == "overlay" and image.config.base in images:
+        return images[image.config.base].config.arch
+    return image.config.arch
+
+
+def kernel_package(config: ImageConfig) -> str:
+    return config.kernel or f"linux-image-{config.arch}"
 
 
 def size_bytes(size: str) -> int:
@@ -74,8 +97,8 @@ def _check_recipe(config: ImageConfig, images: dict[str, Image], problem: Report
         ):
             problem(
                 (item.name,),
-                f"does not apply to a {config.kind} image",
-                f"a {config.kind} image reads: {', '.join(sorted(used))}",
+                f"does not apply to {_ARTICLE[config.kind]} {config.kind} image",
+                f"{_ARTICLE[config.kind]} {config.kind} image reads: {', '.join(sorted(used))}",
             )
     for index, package in enumerate(config.packages):
         if not _PACKAGE.match(package):
@@ -91,7 +114,7 @@ def _check_recipe(config: ImageConfig, images: dict[str, Image], problem: Report
             f"{config.mirror!r} is not an http(s) URL",
             'e.g. mirror = "http://deb.debian.org/debian"',
         )
-    if not _PACKAGE.match(config.kernel):
+    if config.kernel is not None and not _PACKAGE.match(config.kernel):
         problem(
             ("kernel",),
             f"{config.kernel!r} is not a Debian package name",

@@ -61,8 +61,9 @@ class NetbootConfig:
     """A base image: the squashfs root."""
     overlays: tuple[str, ...] = ("agent",)
     """Overlay images stacked on the base, in order; one carries croft's agent."""
-    cmdline: str = "console=tty0 console=ttyS0"
-    """Kernel arguments besides croft's own."""
+    cmdline: str | None = None
+    """Kernel arguments besides croft's own; default: the serial console, console=ttyS0 on
+    x86_64, console=ttyAMA0 on aarch64."""
 
 
 @dataclass(frozen=True)
@@ -89,13 +90,17 @@ class ServeConfig:
     dns: tuple[str, ...] = ()
     """full mode: DNS servers handed to machines."""
     ipxe_arm64: str | None = None
-    """An iPXE for arm64 UEFI (snp.efi, built with `make bin-arm64-efi/snp.efi`): Debian 12's
-    ipxe package is x86 only. Relative to the site. Without it arm64 machines get no boot file."""
+    """An iPXE for arm64 UEFI to hand out instead of Debian's (relative to the site), e.g. one
+    built with `make bin-arm64-efi/snp.efi`."""
     router_advertisements: bool = False
     """Send IPv6 router advertisements that offer no route (lifetime 0), for a LAN without an
     IPv6 router: iPXE otherwise waits ~13 s for one at every boot. Needs an IPv6 address on the
     interface (croft lab gives its LAN one)."""
     netboot: NetbootConfig = field(default_factory=NetbootConfig)
+    """What x86_64 machines netboot."""
+    netboot_arm64: NetbootConfig | None = None
+    """What aarch64 (arm64 UEFI) machines netboot: images built with arch = "arm64". With it,
+    croft serve hands arm64 machines iPXE for arm64 (Debian's, unless ipxe_arm64 names one)."""
 
 
 @dataclass(frozen=True)
@@ -275,8 +280,11 @@ class ImageConfig:
     __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     kind: Literal["base", "overlay", "initrd", "disk"]
     suite: str = "bookworm"
-    """The Debian release debootstrap installs (base, disk)."""
+    """The Debian release (base, disk: debootstrap's; initrd: the kernel's)."""
     mirror: str = "http://deb.debian.org/debian"
+    arch: Literal["amd64", "arm64"] = "amd64"
+    """The Debian architecture (base, initrd; an overlay has its base's). Another one than the
+    build host's runs its programs under QEMU user emulation (qemu-user-static)."""
     packages: tuple[str, ...] = ()
     """Packages installed on top of debootstrap's minbase (base, disk) or on the base (overlay)."""
     base: str | None = None
@@ -288,8 +296,9 @@ class ImageConfig:
     compression: Literal["zstd", "xz", "gzip"] = "zstd"
     format: Literal["squashfs", "cpio.gz"] = "squashfs"
     """overlay: how the difference to the base is packed."""
-    kernel: str = "linux-image-amd64"
-    """initrd, disk: the Debian kernel package (a metapackage is resolved to its kernel)."""
+    kernel: str | None = None
+    """initrd, disk: the Debian kernel package (a metapackage is resolved to its kernel);
+    default linux-image-ARCH."""
     modules: tuple[str, ...] = ()
     """initrd, disk: kernel modules to load at boot besides croft's defaults (virtio, NICs, filesystems)."""
     size: str = "2G"
