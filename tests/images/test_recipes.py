@@ -42,6 +42,18 @@ def test_an_unknown_package_in_a_base_is_named_and_nothing_is_published(site_dir
     (site_dir / "images" / "broken.toml").unlink()
 
 
+def test_an_unknown_kernel_is_named_with_its_suite_and_architecture(site_dir: Path) -> None:
+    (site_dir / "images" / "broken.toml").write_text(
+        'kind = "initrd"\narch = "arm64"\nkernel = "linux-image-croft-no-such"\n'
+    )
+    before = objects(site_dir)
+    with pytest.raises(CroftError, match=r"'linux-image-croft-no-such' is not in Debian bookworm for arm64"):
+        build(load_site(site_dir), "broken")
+    assert not (site_dir / ".croft" / "images" / "broken.json").exists()
+    assert objects(site_dir) == before
+    (site_dir / "images" / "broken.toml").unlink()
+
+
 def test_a_good_overlay_is_built_once_then_a_failing_change_keeps_it_published(site_dir: Path) -> None:
     site = load_site(site_dir)
     first = build(site, "hello")
