@@ -5,6 +5,7 @@ admin API driven by the CLI."""
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import shutil
@@ -346,6 +347,11 @@ def test_discovery_netboots_unknown_machines_after_a_live_change(serve: Serve) -
         assert time.monotonic() < deadline, serve.log.read_text()
         time.sleep(0.5)
     assert "croft.token=none" in get(f"/boot/{unknown}.ipxe")[1]
+    # iPXE's ${buildarch} picks the netboot environment of a machine the inventory does not know.
+    assert "console=ttyS0" in get(f"/boot/{unknown}.ipxe?arch=x86_64")[1]
+    arm64 = get(f"/boot/{unknown}.ipxe?arch=arm64")[1]
+    kernel = json.loads((SITE / ".croft" / "images" / "initrd-arm64.json").read_text())["artifacts"]["kernel"]
+    assert f"/artifacts/{kernel['sha256']}" in arm64 and "console=ttyAMA0" in arm64
     assert "dnsmasq restarted" in serve.log.read_text()
     conf = (serve.site / ".croft" / "serve" / "dnsmasq.conf").read_text()
     assert "dhcp-boot=tag:ipxe," in conf  # no longer only for tagged (known) machines
