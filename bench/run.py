@@ -75,8 +75,10 @@ def line(label: str, seconds: float, note: str = "") -> None:
 
 
 def bench_build(site: Path, runs: int) -> None:
-    print(f"\ncroft build, {len(list((site / 'machines').glob('*.toml')))} machines x 500 files "
-          f"(median of {runs}; target <= 100 ms)")
+    print(
+        f"\ncroft build, {len(list((site / 'machines').glob('*.toml')))} machines x 500 files "
+        f"(median of {runs}; target <= 100 ms)"
+    )
     build = [*CROFT, "build"]
     source = Path(__file__).parents[1] / "src"
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(source)], check=True)
@@ -145,8 +147,16 @@ class Tools:
         self.control = work / "ssh"
         self.control.mkdir()
         self.ssh_options = [
-            "-i", self.key, "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "BatchMode=yes",
+            "-i",
+            self.key,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "BatchMode=yes",
         ]
         self._write_ansible()
         self._write_pyinfra()
@@ -159,8 +169,18 @@ class Tools:
     def open_masters(self) -> None:
         for address in self.hosts.values():
             subprocess.run(
-                ["ssh", *self.ssh_options, "-o", f"ControlPath={self.control}/%h", "-o", "ControlMaster=yes",
-                 "-o", "ControlPersist=600", "-fN", f"root@{address}"],
+                [
+                    "ssh",
+                    *self.ssh_options,
+                    "-o",
+                    f"ControlPath={self.control}/%h",
+                    "-o",
+                    "ControlMaster=yes",
+                    "-o",
+                    "ControlPersist=600",
+                    "-fN",
+                    f"root@{address}",
+                ],
                 check=True,
             )
 
@@ -169,9 +189,16 @@ class Tools:
 
         def one(name: str, address: str) -> None:
             subprocess.run(
-                ["rsync", "-a", "--delete", "--mkpath", "-e", shell,
-                 f"{self.site}/.croft/build/{name}/root/usr/local/",
-                 f"root@{address}:/usr/local/bench-rsync/"],
+                [
+                    "rsync",
+                    "-a",
+                    "--delete",
+                    "--mkpath",
+                    "-e",
+                    shell,
+                    f"{self.site}/.croft/build/{name}/root/usr/local/",
+                    f"root@{address}:/usr/local/bench-rsync/",
+                ],
                 check=True,
             )
 
@@ -249,9 +276,7 @@ class Tools:
     def ansible(self) -> float:
         directory = self.work / "ansible"
         env = {**os.environ, "ANSIBLE_CONFIG": str(directory / "ansible.cfg")}
-        return timed(
-            [str(VENV / "ansible-playbook"), "-i", "inventory.json", "site.yml"], directory, env
-        )
+        return timed([str(VENV / "ansible-playbook"), "-i", "inventory.json", "site.yml"], directory, env)
 
     # pyinfra: files.sync each layer (templates excluded), files.template each template
     def _write_pyinfra(self) -> None:
@@ -269,8 +294,11 @@ class Tools:
                 f"{self.site}/machines/{name}/usr/local",
             ]
             data.update(
-                ssh_hostname=address, ssh_user="root", ssh_key=self.key,
-                ssh_strict_host_key_checking="no", ssh_known_hosts_file="/dev/null",
+                ssh_hostname=address,
+                ssh_user="root",
+                ssh_key=self.key,
+                ssh_strict_host_key_checking="no",
+                ssh_known_hosts_file="/dev/null",
             )
             hosts.append((name, data))
         (directory / "inventory.py").write_text(f"hosts = {hosts!r}\n")
@@ -297,8 +325,13 @@ class Tools:
 def bench_deploy(site: Path, runs: int, tools: list[str]) -> None:
     with fleet(site) as hosts, tempfile.TemporaryDirectory(prefix="croft-bench-") as tmp:
         print(f"\ndeploy to {len(hosts)} real systemd machines x 500 files (no-op: median of {runs})")
-        subprocess.run([*CROFT, "facts"], cwd=site, check=True, capture_output=True,
-                       env={**os.environ, "CROFT_SSH_KEY": _key()})
+        subprocess.run(
+            [*CROFT, "facts"],
+            cwd=site,
+            check=True,
+            capture_output=True,
+            env={**os.environ, "CROFT_SSH_KEY": _key()},
+        )
         subprocess.run([*CROFT, "build"], cwd=site, check=True, capture_output=True)
         bench = Tools(site, hosts, Path(tmp))
         bench.open_masters()
@@ -314,8 +347,11 @@ def bench_deploy(site: Path, runs: int, tools: list[str]) -> None:
                 subprocess.run([*CROFT, "build"], cwd=site, check=True, capture_output=True)
             edit = run[tool]()
             results[tool] = {"first": first, "no-op": noop, "one edit": edit}
-            print(f"  {tool}: first {first * 1000:.0f} ms, no-op {noop * 1000:.0f} ms, "
-                  f"one edit {edit * 1000:.0f} ms", flush=True)
+            print(
+                f"  {tool}: first {first * 1000:.0f} ms, no-op {noop * 1000:.0f} ms, "
+                f"one edit {edit * 1000:.0f} ms",
+                flush=True,
+            )
         print(f"\n  {'':<10}" + "".join(f"{phase:>22}" for phase in ("first", "no-op", "one edit")))
         for tool in tools:
             cells = []

@@ -103,12 +103,16 @@ async def agents_run(base: str, tokens: list[str], artifact_url: str) -> list[fl
     latencies: list[float] = []
 
     async def timed(
-        session: aiohttp.ClientSession, method: str, path: str, token: str, **kwargs: object
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        token: str,
+        data: str | None = None,
+        json: object = None,
     ) -> tuple[int, object]:
         started = time.perf_counter()
-        async with session.request(
-            method, base + path, headers={"Authorization": f"Bearer {token}"}, **kwargs
-        ) as reply:  # type: ignore[arg-type]
+        headers = {"Authorization": f"Bearer {token}"}
+        async with session.request(method, base + path, headers=headers, data=data, json=json) as reply:
             body = await reply.json() if reply.status == 200 else None
         latencies.append(time.perf_counter() - started)
         return reply.status, body

@@ -9,6 +9,7 @@ import pytest
 
 from croft.build import builder, sources, stamp
 from croft.build.manifest import Manifest
+from croft.build.result import BuildResult
 from croft.errors import SiteError
 from croft.site.load import load_site
 
@@ -18,7 +19,7 @@ def fresh_walks() -> None:
     sources.forget_walks()
 
 
-def build(site_dir: Path, *names: str) -> dict[str, builder.BuildResult]:
+def build(site_dir: Path, *names: str) -> dict[str, BuildResult]:
     sources.forget_walks()
     site = load_site(site_dir)
     return builder.build(site, site.select(list(names)), record_as=stamp.selection_key(names))

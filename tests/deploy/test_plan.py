@@ -13,7 +13,9 @@ def manifest(**files: str) -> Manifest:
         path = {"unit": UNIT, "conf": CONF, "other": "usr/local/share/x"}[name]
         units = ("web.service",) if name in ("unit", "conf") else ()
         entries[path] = Entry("file", 0o644, digest, units=units)
-    wanted = {"web.service": ("multi-user.target.wants",)} if "unit" in files else {}
+    wanted: dict[str, tuple[str, ...]] = (
+        {"web.service": ("multi-user.target.wants",)} if "unit" in files else {}
+    )
     return Manifest("m", entries, wanted)
 
 
