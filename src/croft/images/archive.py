@@ -19,6 +19,17 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 
+def sources(suite: str, mirror: str) -> list[str]:
+    """apt's source lines (without `deb`) for `suite`: the release and, for a release that has
+    them, its updates and its security updates (where `mirror` looks like Debian's layout)."""
+    lines = [f"{mirror} {suite} main"]
+    if suite not in ("sid", "unstable", "experimental"):
+        lines.append(f"{mirror} {suite}-updates main")
+        if mirror.rstrip("/").endswith("/debian"):
+            lines.append(f"{mirror.rstrip('/')}-security {suite}-security main")
+    return lines
+
+
 @dataclass(frozen=True)
 class Archive:
     suite: str
@@ -54,7 +65,7 @@ class Archive:
         (directory / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
         (directory / "status").touch()
         (directory / "sources.list").write_text(
-            f"deb [signed-by={KEYRING}] {self.mirror} {self.suite} main\n"
+            "".join(f"deb [signed-by={KEYRING}] {line}\n" for line in sources(self.suite, self.mirror))
         )
         result = run(["apt-get", *self._options(), "update"], check=False, timeout=600)
         # apt-get update exits 0 when a source fails; it says so on stderr.

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from croft.deploy.ssh import cache_dir
 from croft.errors import CroftError
+from croft.images.archive import sources
 from croft.run import CommandError, run
 
 # Removed from every image: documentation, manuals, translations, package lists and caches (the
@@ -46,11 +47,15 @@ def debootstrap(
 ) -> None:
     """A minbase Debian `suite` for `arch` with `packages` in `root` (which must not exist yet).
 
+    debootstrap installs the release as published; the root then gets the release's updates and
+    security updates (apt-get upgrade), and keeps those sources for apt on the installed system.
+
     The result is kept in the cache, keyed by suite, mirror, arch and packages, so images that
     start from the same packages (a netboot base and a disk image, two versions of a template)
     run debootstrap once; `fresh` runs it again (to pick up the archive's updates).
     """
-    key = hashlib.sha256(f"{suite} {mirror} {' '.join(sorted(packages))}".encode()).hexdigest()[:16]
+    recipe = f"{suite} {mirror} {' '.join(sorted(packages))} +updates"
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
     cached = cache_dir() / "rootfs" / f"{suite}-{arch}-{key}"
     if fresh or not (cached / "etc" / "os-release").exists():
         staging = cached.with_name(f".{cached.name}.partial")
@@ -58,6 +63,7 @@ def debootstrap(
         staging.parent.mkdir(parents=True, exist_ok=True)
         try:
             _debootstrap(suite, mirror, arch, packages, staging)
+            _upgrade(staging, suite, mirror)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -95,6 +101,18 @@ def _debootstrap(suite: str, mirror: str, arch: str, packages: tuple[str, ...], 
             "pick by itself: add the package that provides it to the recipe's packages"
         )
     raise CommandError([str(arg) for arg in (*argv, suite, root, mirror)], result.returncode, output)
+
+
+def _upgrade(root: Path, suite: str, mirror: str) -> None:
+    (root / "etc" / "apt" / "sources.list").write_text(
+        "".join(f"deb {line}\n" for line in sources(suite, mirror))
+    )
+    # confold: keep the configuration files debootstrap installed, never ask.
+    in_root(
+        root,
+        "apt-get -q update >/dev/null && apt-get -q -y -o Dpkg::Options::=--force-confold upgrade",
+        binds=((debs_cache(), "/var/cache/apt/archives"),),
+    )
 
 
 def unmet_dependency(log: str) -> tuple[str, str] | None:
