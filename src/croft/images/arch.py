@@ -17,6 +17,8 @@ BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
 
 def host() -> str:
     """The build host's Debian architecture."""
+    if platform.machine() not in DEBIAN_ARCH:
+        raise CroftError(f"croft builds images on x86_64 and aarch64 hosts, not {platform.machine()}")
     return DEBIAN_ARCH[platform.machine()]
 
 

@@ -156,9 +156,9 @@ def up(site: Site, *, count: int | None = None, firmware: Firmware | None = None
             disk = directory / f"{name}.raw"
             with disk.open("wb") as file:
                 file.truncate(DISK_SIZE)
-            state.machines[name] = LabMachine(
-                name, hardware.interfaces[0].mac, firmware or hardware.firmware, tap
-            )
+            # --firmware picks BIOS or UEFI for x86 machines; aarch64 ones only have UEFI.
+            chosen = hardware.firmware if hardware.arch == "aarch64" else firmware or hardware.firmware
+            state.machines[name] = LabMachine(name, hardware.interfaces[0].mac, chosen, tap)
             machine = _machine(site, state, name)
             machine.start()
             assert machine.process is not None
