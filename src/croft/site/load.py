@@ -42,8 +42,9 @@ LAYER_RESERVED = {"layer.toml", "services"}
 CACHE_VERSION = 5
 
 
-# croft's own code that the cached site depends on: what it generates for services and names.
-_GENERATORS = [
+# croft's own code that the cached site depends on: the model and its checks (a newer croft may
+# find problems an older one did not), and what it generates for services and names.
+_GENERATORS = sorted(Path(__file__).parent.glob("*.py")) + [
     Path(__file__).parents[1] / "systemd" / name for name in ("sandbox.py", "hardening.py", "names.py")
 ]
 
