@@ -308,11 +308,13 @@ def test_logs_follow_until_the_workflow_ends(serve: Serve, tmp_path: Path) -> No
 
 
 def tftp_get(name: str, into: Path) -> bytes:
+    """The file croft serve's dnsmasq sends for `name`; b"" when it sends none."""
+    into.unlink(missing_ok=True)
     subprocess.run(
         ["ip", "netns", "exec", NETNS, "busybox", "tftp", "-g", "-r", name, "-l", str(into), "10.78.0.1"],
-        check=True, timeout=30,
+        capture_output=True, timeout=30,
     )  # fmt: skip
-    return into.read_bytes()
+    return into.read_bytes() if into.exists() else b""
 
 
 def test_the_client_architecture_picks_the_ipxe_binary(serve: Serve, tmp_path: Path) -> None:

@@ -49,9 +49,12 @@ def prepare_tftp(root: Path, ipxe_arm64: Path | None) -> None:
         sources["efi-arm64"] = ipxe_arm64
     for arch, source in sources.items():
         name = IPXE_BINARIES[arch]
-        shutil.copy2(source, root / name)
-        # The name proxyDHCP's pxe-service hands out: its basename + ".0".
-        shutil.copy2(source, root / f"{name.rsplit('.', 1)[0]}.0")
+        # The name proxyDHCP's pxe-service hands out is its basename + ".0".
+        for target in (root / name, root / f"{name.rsplit('.', 1)[0]}.0"):
+            # Replaced whole: a running dnsmasq may be sending the old one to a booting machine.
+            partial = target.with_name(f".{target.name}.partial")
+            shutil.copy2(source, partial)
+            partial.replace(target)
 
 
 def config(serve: ServeConfig, runtime: Path, boot_url: str, arm64: bool) -> str:
