@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from croft.errors import CroftError
+from croft.tools import PURPOSES
 
 if TYPE_CHECKING:
     from croft.build.result import BuildResult
@@ -94,6 +95,30 @@ def check(ctx: click.Context, machines: tuple[str, ...], security: bool) -> None
                         f"  {exposure.machine:<12} {exposure.unit:<32} "
                         f"{exposure.before:4.1f} -> {exposure.after:4.1f}  {exposure.note}".rstrip()
                     )
+
+
+@cli.command()
+@click.argument("purposes", nargs=-1, type=click.Choice(PURPOSES))
+@click.option("--quiet", is_flag=True, help="Print only what is missing.")
+def doctor(purposes: tuple[str, ...], quiet: bool) -> None:
+    """Check that this host has every tool croft runs (or those PURPOSES need); exit 1 if not."""
+    from croft import tools
+    from croft.ui import table
+
+    wanted = [t for t in tools.load() if not purposes or set(t.needed_by) & set(purposes)]
+    absent = [t for t in wanted if not t.present()]
+    rows = [
+        ["ok" if t not in absent else "MISSING", t.name, t.package, ",".join(t.needed_by)]
+        for t in wanted
+        if not quiet or t in absent
+    ]
+    if rows:
+        table(["", "tool", "package", "needed by"], rows)
+    if absent:
+        click.echo(f"croft doctor: {len(absent)} missing; {tools.install_hint(absent)}", err=True)
+        sys.exit(1)
+    if not quiet:
+        click.echo(f"croft doctor: all {len(wanted)} tools present")
 
 
 @cli.command()

@@ -7,6 +7,7 @@ gets them the same way (the mkosi model).
 from __future__ import annotations
 
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -100,7 +101,11 @@ def _run(
         stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else ""
         raise CommandError(args, None, stderr) from None
     except FileNotFoundError:
-        raise CroftError(f"command not found: {args[0]} (scripts/setup installs what croft needs)") from None
+        if cwd is not None and not cwd.is_dir():
+            raise
+        from croft import tools
+
+        raise tools.not_found(args[0]) from None
     if check and result.returncode != 0:
         raise CommandError(args, result.returncode, (result.stderr or b"").decode(errors="replace"))
     return result
@@ -117,6 +122,10 @@ def spawn(
     """Start a long-running command in the background (a container, a server) and return it."""
     args = [str(arg) for arg in argv]
     _log(f"spawn: {shlex.join(args)}")
+    if shutil.which(args[0]) is None:
+        from croft import tools
+
+        raise tools.not_found(args[0])
     return subprocess.Popen(
         args,
         stdin=subprocess.DEVNULL,

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from croft import tools
 from croft.errors import CroftError
 from croft.fleet.machine import Container, remove_cgroup
 from croft.fleet.rootfs import ensure_rootfs
@@ -117,6 +118,7 @@ def up(site: Site, name: str | None = None) -> Fleet:
     name = name or fleet_name(site)
     if Fleet.load(name) is not None:
         raise CroftError(f"fleet {name} is already up: `croft fleet down` first")
+    tools.require("fleet")
     started = time.monotonic()
     rootfs = ensure_rootfs()
     lan = plan_lan(site, name)

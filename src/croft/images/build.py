@@ -12,6 +12,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from croft import tools
 from croft.agent import bootconfig
 from croft.errors import CroftError, SiteError
 from croft.images import arch, disk, initrd, kernel, overlay, rootfs, squashfs, templates
@@ -44,6 +45,7 @@ def build(
     problems = check_image_trees({name: image})
     if problems:
         raise SiteError(problems)
+    tools.require("image")
     store = store_for(site)
     base_manifest = None
     if image.config.kind == "overlay":

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from croft import tools
 from croft.errors import CroftError
 from croft.lab import lab
 from croft.site.load import load_site
@@ -40,6 +41,8 @@ def demo(site_root: Path, *, keep: bool = False, say: Say = print) -> list[tuple
     stages = Stages(say)
     started = time.monotonic()
     machines = lab.lab_machines(site)
+    # Everything the story needs, checked before the first stage rather than minutes into it.
+    tools.require("image", "serve", "lab", "deploy")
     try:
         with stages.stage("images (croft image build)"):
             from croft.images.build import build

@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from croft import tools
 from croft.deploy.ssh import forget_host_keys
 from croft.errors import CroftError
 from croft.lab.network import Lan
@@ -113,6 +114,7 @@ def up(site: Site, *, count: int | None = None, firmware: Firmware | None = None
         raise CroftError(
             f"{site.root / 'site.toml'} has no [serve]: the lab runs croft serve (see docs/lab.md)"
         )
+    tools.require("lab", "serve")
     names = lab_machines(site)[:count]
     if not names:
         raise CroftError("no machine has a [hardware] table: the lab has nothing to start (see docs/lab.md)")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from croft import tools
 from croft.errors import CroftError
 from croft.serve.app import Provisioner, make_app
 from croft.serve.dnsmasq import Dnsmasq, hosts
@@ -28,6 +29,8 @@ def serve(site_root: Path, *, dhcp: bool = True) -> None:
 
 
 async def _serve(site: Site, dhcp: bool) -> None:
+    if dhcp:
+        tools.require("serve")  # dnsmasq, and the iPXE binaries it hands out over TFTP
     url = server_url(site)
     assert site.config.serve is not None
     config = site.config.serve
