@@ -287,14 +287,22 @@ def rollback(ctx: click.Context, machine: str, to: int | None) -> None:
 
 @cli.command()
 @click.argument("machine")
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also remove the users croft made for services and /var/lib/croft (state, snapshots, containers).",
+)
 @click.pass_context
-def reset(ctx: click.Context, machine: str) -> None:
-    """Stop croft's units and remove everything croft put under /usr/local."""
+def reset(ctx: click.Context, machine: str, purge: bool) -> None:
+    """Stop croft's units and remove everything croft put under /usr/local.
+
+    Services' state in /var/lib/croft and the system users croft made for them are kept (as a
+    package's data and users are when it is removed) unless --purge."""
     from croft import ui
     from croft.deploy.deployer import reset as reset_machine
 
     site, one = _one(ctx, machine)
-    outcome = reset_machine(site, one)
+    outcome = reset_machine(site, one, purge=purge)
     ui.outcome_table([outcome])
     if not outcome.ok:
         sys.exit(1)

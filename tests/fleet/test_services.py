@@ -111,6 +111,28 @@ def test_state_snapshot_and_restore(fleet: Fleet, croft: Croft) -> None:
     assert unknown.returncode == 1 and "services with state there: notes" in unknown.stderr
 
 
+def test_reset_keeps_state_and_users_and_purge_removes_them(fleet: Fleet, croft: Croft) -> None:
+    croft("deploy", "web2")
+    assert "in my state" in get(f"{SUBNET}.12", 8090)
+    croft("snapshot", "create", "web2", "notes")
+    # Plain reset: croft's tree is gone; the state and its user stay, as a removed package's do.
+    croft("reset", "web2")
+    assert inside(fleet, "web2", "ls", "/usr/local").split() == []
+    assert "starts" in inside(fleet, "web2", "ls", NOTES_STATE)
+    inside(fleet, "web2", "id", "croft-notes")
+    # --purge removes them too: users, state, snapshots (btrfs subvolumes), containers.
+    croft("deploy", "web2")
+    assert "in my state" in get(f"{SUBNET}.12", 8090)
+    purged = croft("reset", "--purge", "web2")
+    assert purged.returncode == 0
+    assert inside(fleet, "web2", "ls", "-A", "/var/lib/croft").split() == []
+    assert "no such user" in inside(fleet, "web2", "id", "croft-notes", ok=False)
+    assert "croft-notes" not in inside(fleet, "web2", "getent", "group")
+    # The machine is its distribution again, and croft can deploy to it from scratch.
+    croft("deploy", "web2")
+    assert "in my state" in get(f"{SUBNET}.12", 8090)
+
+
 def test_socket_starts_the_service_and_idle_stops_it(fleet: Fleet, croft: Croft) -> None:
     declaration = croft.site / "layers/notes/services/notes.toml"
     declaration.write_text(declaration.read_text().replace('idle_timeout = "10s"', 'idle_timeout = "2s"'))
@@ -155,6 +177,38 @@ def test_a_container_service_runs_from_a_fresh_snapshot_and_answers(fleet: Fleet
     page.write_text("<p>edited in the container on {{ machine.name }}</p>\n")
     croft("deploy", "web1")
     assert get(f"{SUBNET}.11", 8100) == "<p>edited in the container on web1</p>\n"
+
+
+def test_a_private_container_behind_a_socket_answers_and_gets_its_device(fleet: Fleet, croft: Croft) -> None:
+    # A container with a network of its own, started by its socket's first connection (the
+    # proxy joins the unit's network namespace), and a device bound into its private /dev.
+    layer = croft.site / "layers/privatebox"
+    tree = layer / "usr/local/share/croft/rootfs/privatebox"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin/!busybox").symlink_to("/bin/busybox")
+    (tree / "www").mkdir()
+    (tree / "www/index.html").write_text("private box\n")
+    (layer / "services").mkdir()
+    (layer / "services/privatebox.toml").write_text(
+        'network = "private"\n'
+        'devices = ["/dev/net/tun"]\n'
+        "[container]\n"
+        'rootfs = "usr/local/share/croft/rootfs/privatebox"\n'
+        # The page says whether the device can be opened inside the container.
+        'command = ["/bin/busybox", "sh", "-c", "(: </dev/net/tun) && echo tun >>/www/index.html; '
+        'exec /bin/busybox httpd -f -p 127.0.0.1:9100 -h /www"]\n'
+        "[socket]\n"
+        'listen = ["8110"]\n'
+        "target = 9100\n"
+    )
+    machine = croft.site / "machines/web1.toml"
+    machine.write_text(machine.read_text().replace('"boxes"]', '"boxes", "privatebox"]'))
+    croft("deploy", "web1")
+    assert not active(fleet, "web1", "privatebox.service")
+    assert get(f"{SUBNET}.11", 8110) == "private box\ntun\n"
+    assert active(fleet, "web1", "privatebox.service")
+    # Its network is its own: nothing of it listens on the machine's.
+    assert ":9100" not in inside(fleet, "web1", "ss", "-ltn")
 
 
 def test_a_vm_boots_its_image_is_configured_from_its_seed_and_answers(fleet: Fleet, croft: Croft) -> None:

@@ -49,6 +49,26 @@ def test_the_demo_provisions_configures_and_leaves_nothing_behind(
         assert "lab1: install/image success" in shown and "lab2: install/receive success" in shown
         assert "hello-web on lab1 (http://10.77.0.21:8080/)" in shown
         assert "notes on lab2 (http://10.77.0.22:8090/)" in shown
+        croft = [sys.executable, "-m", "croft", "--site", str(site_dir)]
+        # Installed machines are a whole Debian: the kernel package, all its modules (BIOS+raw
+        # and UEFI+btrfs alike), and apt's updates reach the ESP (croft's hook, run by
+        # update-initramfs as by a kernel upgrade).
+        for machine in ("lab1", "lab2"):
+            whole = subprocess.run(
+                [*croft, "lab", "ssh", machine,
+                 "modprobe -a kvm wireguard nf_tables bridge veth tun && "
+                 "dpkg-query -W -f '${Status}' linux-image-amd64"],
+                capture_output=True, text=True, timeout=120,
+            )
+            assert whole.returncode == 0 and whole.stdout.endswith("install ok installed"), whole
+        updated = subprocess.run(
+            [*croft, "lab", "ssh", "lab1",
+             "update-initramfs -u && mount /dev/disk/by-partlabel/esp /mnt && "
+             'cmp /mnt/initrd.img "/boot/initrd.img-$(uname -r)" && '
+             'cmp /mnt/vmlinuz "/boot/vmlinuz-$(uname -r)"; rc=$?; umount /mnt; exit $rc'],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert updated.returncode == 0 and "croft: the ESP boots" in updated.stdout + updated.stderr, updated
         site = load_site(site_dir)
         status = {machine.name: machine for machine in lab.status(site)}
         assert status["lab1"].power == "running" and status["lab2"].firmware == "uefi"
@@ -57,7 +77,6 @@ def test_the_demo_provisions_configures_and_leaves_nothing_behind(
         assert lab.status(site)[0].power == "off"
         assert lab.power(site, "lab1", "on") == "running"
         # Reinstall lab1: the workflow, then the lab's BMC makes it netboot.
-        croft = [sys.executable, "-m", "croft", "--site", str(site_dir)]
         created = subprocess.run(
             [*croft, "workflow", "create", "lab1", "--netboot"], capture_output=True, text=True
         )

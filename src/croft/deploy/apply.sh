@@ -130,6 +130,28 @@ run_plan() {
     [ -z "$failed" ]
 }
 
+# `croft reset --purge`, once croft's units are stopped: what croft made outside /usr/local.
+# The system users croft made for its services (named croft-*, from the sysusers.d files of any
+# generation it kept) and /var/lib/croft: services' state and snapshots, container templates and
+# roots (btrfs subvolumes, deleted as such). A file system mounted there stays mounted, empty.
+purge() {
+    cat "$GENERATIONS"/*/root/usr/local/lib/sysusers.d/*.conf 2>/dev/null \
+        | awk '$1 == "u" && $2 ~ /^croft-/ { print $2 }' | sort -u | while read -r user; do
+        if id -u "$user" >/dev/null 2>&1; then userdel "$user" && echo "croft-purged: user $user"; fi
+        if getent group "$user" >/dev/null; then groupdel "$user" 2>/dev/null || true; fi
+    done
+    [ -d /var/lib/croft ] || return 0
+    if command -v btrfs >/dev/null; then
+        # Subvolumes have inode 256; the deepest first (snapshots live inside a service's).
+        find /var/lib/croft -mindepth 1 -xdev -type d -inum 256 | sort -r | while read -r subvolume; do
+            btrfs -q subvolume delete "$subvolume" >/dev/null 2>&1 || true
+        done
+    fi
+    find /var/lib/croft -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+    if ! mountpoint -q /var/lib/croft; then rmdir /var/lib/croft; fi
+    echo "croft-purged: /var/lib/croft"
+}
+
 plans=$(mktemp -d)
 trap 'rm -rf "$plans"' EXIT
 forward_plan > "$plans/forward"
@@ -144,6 +166,7 @@ if run_plan "$plans/forward"; then
         done
     fi
     if [ "$RESET" = 1 ]; then
+        if [ "$PURGE" = 1 ]; then purge; fi
         # The lock goes too: the open descriptor keeps it held until this script exits.
         rm -rf "$CROFT"
         echo "croft-reset: done"

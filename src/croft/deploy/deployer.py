@@ -128,6 +128,7 @@ def apply_script(
     rollback: bool,
     reset: bool,
     settle: float,
+    purge: bool = False,
     keep: int,
 ) -> str:
     """apply.sh with its variables and both plans."""
@@ -142,6 +143,7 @@ def apply_script(
         "INCOMING": int(incoming),
         "ROLLBACK": int(rollback),
         "RESET": int(reset),
+        "PURGE": int(purge),
         "SETTLE": settle,
         "KEEP": max(keep, 1),
         "BY": _who(),
@@ -304,8 +306,9 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
     return _parse_log(outcome, code, log)
 
 
-def reset(site: Site, machine: Machine) -> Outcome:
-    """Stop croft's units and remove everything croft put under /usr/local."""
+def reset(site: Site, machine: Machine, *, purge: bool = False) -> Outcome:
+    """Stop croft's units and remove everything croft put under /usr/local; with `purge`, also
+    the system users croft made for services and /var/lib/croft (state, snapshots, containers)."""
     conn = connect(site, machine)
     state = read_state(conn)
     current = fetch_manifest(site, conn, machine.name, state.live)
@@ -324,6 +327,7 @@ def reset(site: Site, machine: Machine) -> Outcome:
         reset=True,
         settle=0,
         keep=1,
+        purge=purge,
     )
     code, log = run_apply(conn, script)
     return _parse_log(outcome, code, log)

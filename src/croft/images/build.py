@@ -82,7 +82,10 @@ def build(
         name, image.config.kind, recipe, artifacts, datetime.now(UTC).isoformat(timespec="seconds")
     )
     store.publish(manifest)
-    sizes = ", ".join(f"{role} {_mb(artifact.size)}" for role, artifact in artifacts.items())
+    sizes = ", ".join(
+        f"{role} {_mb(artifact.size)}{_change(artifact.size, current, role)}"
+        for role, artifact in artifacts.items()
+    )
     progress(f"{name}: built in {time.monotonic() - started:.1f} s ({sizes})")
     return manifest
 
@@ -141,10 +144,10 @@ def _disk(
 ) -> dict[str, Artifact]:
     config = image.config
     root = _rootfs(image, work, step, fresh)
-    step(f"kernel {kernel_package(config)} and initrd")
-    linux = kernel.fetch(_archive(config), kernel_package(config))
-    initrd.build(_archive(config), linux, config.modules, "zstd", work, work / "initrd.img")
-    disk.install_kernel(linux, config.modules, work / "initrd.img", root)
+    step(f"kernel {kernel_package(config)} with all its modules, Debian's initramfs")
+    kernel.fetch(_archive(config), kernel_package(config)).modules(config.modules)  # unknown ones: an error
+    linux = disk.install_kernel(root, kernel_package(config), config.modules)
+    rootfs.finish(root)  # again: apt's logs and the new packages' documentation
     artifacts: dict[str, Artifact] = {}
     boot = disk.bootloaders(_archive(config))
     cmdline = bootconfig.kernel_cmdline(config.cmdline, boot.arch)
@@ -167,14 +170,16 @@ def _disk(
         disk.tar(root, work / "root.tar.zst")
         artifacts["tar.zst"] = store.add(work / "root.tar.zst", kernel=linux.version, cmdline=cmdline)
     if "btrfs" in config.outputs:
-        step("btrfs snapshot and send streams")
+        step("btrfs snapshot and send streams (zstd)")
         with templates.opened(store.root) as store_templates:
-            parent = previous.recipe if previous is not None and "btrfs" in previous.artifacts else None
+            parent = previous.recipe if previous is not None and "btrfs.zst" in previous.artifacts else None
             if parent is not None and not store_templates.snapshot(image.name, parent).exists():
                 parent = None
             snapshot = store_templates.add(image.name, recipe, root, parent)
+            # Compressed: a send stream is the root's size, and the agent decompresses any stream.
             store_templates.send(snapshot, work / "root.btrfs")
-            artifacts["btrfs"] = store.add(work / "root.btrfs", kernel=linux.version, cmdline=cmdline)
+            disk.compress(work / "root.btrfs", work / "root.btrfs.zst")
+            artifacts["btrfs.zst"] = store.add(work / "root.btrfs.zst", kernel=linux.version, cmdline=cmdline)
             if parent is not None and previous is not None:
                 # A machine on the previous version receives only the change.
                 store_templates.send(
@@ -182,9 +187,10 @@ def _disk(
                     work / "root.btrfs-incremental",
                     parent=store_templates.snapshot(image.name, parent),
                 )
-                artifacts["btrfs-incremental"] = store.add(
-                    work / "root.btrfs-incremental",
-                    parent=previous.artifacts["btrfs"].sha256,
+                disk.compress(work / "root.btrfs-incremental", work / "root.btrfs-incremental.zst")
+                artifacts["btrfs-incremental.zst"] = store.add(
+                    work / "root.btrfs-incremental.zst",
+                    parent=previous.artifacts["btrfs.zst"].sha256,
                     kernel=linux.version,
                     cmdline=cmdline,
                 )
@@ -252,3 +258,11 @@ def _clean(work: Path) -> None:
 
 def _mb(size: int) -> str:
     return f"{size / (1 << 20):.1f} MB"
+
+
+def _change(size: int, previous: ImageManifest | None, role: str) -> str:
+    """How much an artifact grew or shrank since the version it replaces, e.g. ` (+152.3 MB)`."""
+    if previous is None or role not in previous.artifacts:
+        return ""
+    delta = size - previous.artifacts[role].size
+    return f" ({'+' if delta >= 0 else '-'}{_mb(abs(delta))})"

@@ -1,4 +1,4 @@
-"""Disk images for installation: a root filesystem with a kernel and croft's initrd, as
+"""Disk images for installation: a root filesystem with Debian's kernel package, as
 (a) a raw GPT disk that boots with UEFI (systemd-boot) and on x86 with BIOS (syslinux), (b) a tar.zst of the
 root, and (c, d) btrfs send streams (see templates.py).
 
@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from croft.agent import bootconfig
+from croft.images import rootfs
 from croft.images.arch import KERNEL_ARCH
 from croft.images.archive import Archive
-from croft.images.kernel import DEFAULT_MODULES, Kernel
+from croft.images.kernel import Kernel
 from croft.run import run
 
-ESP_MIB = 64
+# Room for two kernels and initrds (Debian's initramfs: ~35 MB): the ESP hook copies the new pair
+# beside the old one before it renames them into place.
+ESP_MIB = 256
+ESP_HOOK = Path(__file__).with_name("esp-hook.sh")
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 LINUX_TYPE = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 ZSTD = ["zstd", "-q", "-T0", "-6"]
@@ -38,20 +42,22 @@ def bootloaders(archive: Archive) -> Bootloaders:
     return Bootloaders(KERNEL_ARCH[archive.arch], files)
 
 
-def install_kernel(kernel: Kernel, modules: tuple[str, ...], initrd: Path, root: Path) -> None:
-    """The kernel, the modules the initrd loads (not all 400 MB of them) and the initrd into /boot."""
-    boot = root / "boot"
-    boot.mkdir(exist_ok=True)
-    shutil.copy2(kernel.vmlinuz, boot / kernel.vmlinuz.name)
-    shutil.copy2(initrd, boot / f"initrd.img-{kernel.version}")
-    target = root / "lib" / "modules" / kernel.version
-    for relative in kernel.modules([*DEFAULT_MODULES, *modules]):
-        (target / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(kernel.modules_dir / relative, target / relative)
-    for name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
-        if (kernel.modules_dir / name).exists():
-            shutil.copy2(kernel.modules_dir / name, target / name)
-    run(["depmod", "-b", root, kernel.version])
+def install_kernel(root: Path, package: str, modules: tuple[str, ...]) -> Kernel:
+    """Debian's kernel `package` (the metapackage, so apt upgrades it) installed with apt in
+    `root`: all its modules, and Debian's initramfs (initramfs-tools, `modules` forced into it).
+    croft's hook then keeps the ESP booting the newest kernel apt installs."""
+    if modules:
+        listed = root / "etc" / "initramfs-tools" / "modules"
+        listed.parent.mkdir(parents=True, exist_ok=True)
+        with listed.open("a") as file:
+            file.write("".join(f"{module}\n" for module in modules))
+    rootfs.install(root, (package,))
+    for hooks in ("etc/kernel/postinst.d", "etc/initramfs/post-update.d"):
+        (root / hooks).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ESP_HOOK, root / hooks / "zz-croft-esp")
+        (root / hooks / "zz-croft-esp").chmod(0o755)
+    (version,) = (path.name for path in (root / "lib" / "modules").iterdir())
+    return Kernel(package, version, root)
 
 
 def raw(

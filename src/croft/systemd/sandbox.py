@@ -114,7 +114,10 @@ def drop_in(name: str, service: ServiceConfig) -> str:
     lines += ["", "[Service]", f"SyslogIdentifier={name}"]
     if service.container is not None:
         # The container is the sandbox: nspawn needs the privileges the profiles take away.
-        return "\n".join(lines + _limits(service)) + "\n"
+        # A private network is the unit's (not nspawn's --private-network), so that the socket's
+        # proxy can join it with JoinsNamespaceOf=, as it does a plain service's.
+        private = ["PrivateNetwork=yes"] if service.network == "private" else []
+        return "\n".join(lines + private + _limits(service)) + "\n"
     # QEMU generates code (TCG or KVM's exits): the relaxed profile, whatever was declared.
     directives = hardening.directives("relaxed" if service.vm is not None else service.profile)
     lines += [f"{key}={value}" for key, value in directives]
@@ -160,9 +163,10 @@ def _container_files(name: str, service: ServiceConfig) -> dict[str, GeneratedFi
     # --keep-unit, --register=no: the container lives in this unit's cgroup, which systemd
     # delegates to nspawn; --as-pid2: nspawn's stub init reaps for the command.
     nspawn = ["/usr/bin/systemd-nspawn", "--quiet", "--keep-unit", "--register=no"]
-    if service.network == "private":
-        nspawn.append("--private-network")
     nspawn += [f"--bind={state_path(name, d)}:{d}" for d in service.state]
+    # The container's /dev is its own: a declared device is bound in (the unit sets no device
+    # policy, so the cgroup lets it through).
+    nspawn += [f"--bind={device}" for device in service.devices]
     nspawn += ["-D", f"{CONTAINER_ROOT}/{name}", "--as-pid2", *service.container.command]
     install = "" if service.socket is not None else "\n[Install]\nWantedBy=multi-user.target\n"
     return {
