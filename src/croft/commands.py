@@ -401,7 +401,7 @@ def image_build(ctx: click.Context, names: tuple[str, ...], force: bool) -> None
 @click.pass_context
 def image_prune(ctx: click.Context) -> None:
     """Delete the artifacts in the store that no image's manifest names any more."""
-    from croft.images.build import store_for
+    from croft.images.store import store_for
 
     count, size = store_for(_load(ctx)).prune()
     click.echo(f"removed {count} artifacts ({size / (1 << 20):.1f} MB)")
@@ -411,7 +411,7 @@ def image_prune(ctx: click.Context) -> None:
 @click.pass_context
 def image_list(ctx: click.Context) -> None:
     """The site's images and their artifacts in the store."""
-    from croft.images.build import store_for
+    from croft.images.store import store_for
     from croft.ui import table
 
     site = _load(ctx)

@@ -6,6 +6,7 @@ gets them the same way (the mkosi model).
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -118,8 +119,11 @@ def spawn(
     stderr: int | IO[bytes] | None = subprocess.DEVNULL,
     new_session: bool = True,
     cwd: Path | None = None,
+    die_with_parent: bool = False,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a long-running command in the background (a container, a server) and return it."""
+    """Start a long-running command in the background (a container, a server) and return it;
+    with `die_with_parent`, the kernel sends it SIGTERM when this process dies, however it dies."""
     args = [str(arg) for arg in argv]
     _log(f"spawn: {shlex.join(args)}")
     if shutil.which(args[0]) is None:
@@ -133,4 +137,15 @@ def spawn(
         stderr=stderr,
         start_new_session=new_session,
         cwd=cwd,
+        env={**os.environ, **env} if env is not None else None,
+        preexec_fn=_die_with_parent if die_with_parent else None,
     )
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: prctl(PR_SET_PDEATHSIG, SIGTERM)."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from croft.images.build import build, store_for
-from croft.images.store import ImageManifest, Store
+from croft.images.build import build
+from croft.images.store import ImageManifest, Store, store_for
 from croft.lab.network import Lan
 from croft.run import spawn
 from croft.site.load import load_site

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from croft.errors import CroftError, SiteError
-from croft.images.build import build, store_for
+from croft.images.build import build
+from croft.images.store import store_for
 from croft.run import CommandError
 from croft.site.load import load_site
 from tests.images.conftest import SITE

@@ -96,8 +96,19 @@ class Serve:
         assert self.process is not None
         self.process.kill()  # no clean shutdown: as a crash would
         self.process.wait()
-        # dnsmasq, its child, is left behind by a SIGKILL; the next start replaces it.
-        subprocess.run(["pkill", "-f", f"conf-file={self.site}/.croft/serve/dnsmasq.conf"])
+
+    def dnsmasqs(self) -> list[int]:
+        """The dnsmasq processes running with this site's configuration."""
+        conf = f"--conf-file={self.site}/.croft/serve/dnsmasq.conf".encode()
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                named = (proc / "comm").read_text().strip() == "dnsmasq"
+                if named and conf in (proc / "cmdline").read_bytes():
+                    found.append(int(proc.name))
+            except (OSError, ValueError):
+                continue
+        return found
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -166,20 +177,63 @@ def dhcp(mac: str, arch: int | None = None) -> dict[str, str]:
     return {"ip": match.group(1), "boot_file": match.group(2)} if match else {}
 
 
-def test_dhcp_answers_known_machines_and_boots_only_those_with_a_workflow(serve: Serve) -> None:
+def test_dhcp_answers_known_machines_and_their_script_boots_those_with_a_workflow(serve: Serve) -> None:
     assert dhcp("52:54:00:78:00:77") == {}  # not in the inventory: no answer at all
-    assert dhcp(LAB1_MAC) == {"ip": "10.78.0.21", "boot_file": ""}  # known, nothing to run
-    serve.croft("workflow", "create", "lab1")
-    time.sleep(1.5)  # the server's tick rewrites dnsmasq's hosts file
+    # A known machine gets iPXE; its script says whether to netboot (the MAAS model).
     assert dhcp(LAB1_MAC) == {"ip": "10.78.0.21", "boot_file": "undionly.kpxe"}
+    assert "no workflow to run" in get(f"/boot/{LAB1_MAC}.ipxe")[1]
+    # allow_netboot = false: not even iPXE.
+    lab1 = serve.site / "machines" / "lab1.toml"
+    lab1.write_text(lab1.read_text().replace("[hardware]\n", "[hardware]\nallow_netboot = false\n"))
+    deadline = time.monotonic() + 15
+    while dhcp(LAB1_MAC).get("boot_file") != "":
+        assert time.monotonic() < deadline, serve.log.read_text()
+        time.sleep(0.5)
+
+
+def test_one_dnsmasq_serves_while_workflows_come_and_go(serve: Serve) -> None:
+    # dnsmasq 2.90 aborted when its hosts were changed under a lease tagged for netboot. Now
+    # workflows never touch dnsmasq's configuration: five rounds, one process.
+    (pid,) = serve.dnsmasqs()
+    for _ in range(5):
+        assert dhcp(LAB1_MAC)["boot_file"] == "undionly.kpxe"  # a lease, tagged for netboot
+        workflow = serve.croft("workflow", "create", "lab1").stdout.split()[1].rstrip(":")
+        time.sleep(1.2)  # a tick of the server
+        serve.croft("workflow", "cancel", workflow)
+        time.sleep(1.2)
+    assert serve.dnsmasqs() == [pid]
+    assert "dnsmasq exited" not in serve.log.read_text()
+
+
+def test_a_killed_server_leaves_no_dnsmasq_and_a_restart_runs_one(serve: Serve) -> None:
+    assert len(serve.dnsmasqs()) == 1
+    serve.kill()
+    deadline = time.monotonic() + 10
+    while serve.dnsmasqs():
+        assert time.monotonic() < deadline, "dnsmasq outlived croft serve"
+        time.sleep(0.2)
+    serve.start()
+    assert len(serve.dnsmasqs()) == 1
+
+
+def test_the_state_is_the_servers_alone(serve: Serve) -> None:
+    serve.croft("workflow", "create", "lab2")
+    state = serve.site / ".croft" / "serve"
+    assert state.stat().st_mode & 0o777 == 0o700
+    for name in ("workflows.db", "admin-token", "url", "dnsmasq.log", "dnsmasq.conf"):
+        assert (state / name).stat().st_mode & 0o077 == 0, name
 
 
 def test_boot_scripts(serve: Serve) -> None:
     status, script = get(f"/boot/{LAB1_MAC}.ipxe")
     assert status == 200 and "no workflow to run" in script and "\nexit\n" in script
     assert "is not in the inventory" in get("/boot/52:54:00:00:00:01.ipxe")[1]
+    # These requests come from lab2's address: lab1's workflow is not handed to it.
     serve.croft("workflow", "create", "lab1")
     script = get(f"/boot/{LAB1_MAC}.ipxe")[1]
+    assert "croft.token" not in script and "lab1 has the address 10.78.0.21, not 10.78.0.254" in script
+    serve.croft("workflow", "create", "lab2")
+    script = get(f"/boot/{HOST_MAC}.ipxe")[1]
     assert re.search(
         r"kernel http://10\.78\.0\.1:8080/artifacts/[0-9a-f]{64}#sha256=[0-9a-f]{64} initrd=initrd.img",
         script,
@@ -318,8 +372,6 @@ def tftp_get(name: str, into: Path) -> bytes:
 
 
 def test_the_client_architecture_picks_the_ipxe_binary(serve: Serve, tmp_path: Path) -> None:
-    serve.croft("workflow", "create", "lab1")
-    time.sleep(1.5)  # the server's tick rewrites dnsmasq's hosts file
     assert dhcp(LAB1_MAC, arch=0)["boot_file"] == "undionly.kpxe"  # BIOS
     assert dhcp(LAB1_MAC, arch=7)["boot_file"] == "ipxe.efi"  # x86-64 UEFI
     # arm64 UEFI: the site netboots arm64 machines, so croft serve hands out Debian's arm64

@@ -6,7 +6,7 @@ import pytest
 
 from croft.errors import CroftError
 from croft.workflows import store as store_module
-from croft.workflows.store import WorkflowStore
+from croft.workflows.store import Status, WorkflowStore
 from croft.workflows.template import ActionSpec, TaskSpec, WorkflowSpec
 
 
@@ -27,14 +27,14 @@ def test_a_workflow_runs_its_actions_in_order_to_success(database_url: str) -> N
     assert workflow.status == "pending" and [a.status for a in workflow.actions] == ["pending"] * 3
     first = store.next_action(workflow.id)
     assert first is not None and first.name == "one" and store.get(workflow.id).status == "running"
-    store.append_log(first.id, "hello\n")
-    store.report(workflow.id, first.id, "success", 0, "")
+    store.append_log(workflow.id, first.id, "hello\n")
+    store.report(workflow.id, first.id, Status.SUCCESS, 0, "")
     second = store.next_action(workflow.id)
     assert second is not None and second.name == "two"
-    store.report(workflow.id, second.id, "failed", 1, "no")  # on_failure = continue
+    store.report(workflow.id, second.id, Status.FAILED, 1, "no")  # on_failure = continue
     third = store.next_action(workflow.id)
     assert third is not None and third.env == {"A": "b"}
-    done = store.report(workflow.id, third.id, "success", 0, "")
+    done = store.report(workflow.id, third.id, Status.SUCCESS, 0, "")
     assert done.status == "success" and [a.status for a in done.actions] == ["success", "failed", "success"]
     assert store.next_action(workflow.id) is None
     assert store.logs(workflow.id) == [(1, first.id, "hello\n")]
@@ -46,7 +46,7 @@ def test_a_failure_ends_the_workflow_and_retry_resumes_it(database_url: str) -> 
     workflow = store.create("m1", "test", THREE)
     first = store.next_action(workflow.id)
     assert first is not None
-    failed = store.report(workflow.id, first.id, "failed", 3, "disk missing")
+    failed = store.report(workflow.id, first.id, Status.FAILED, 3, "disk missing")
     assert failed.status == "failed" and failed.message == "task/one: failed: disk missing"
     assert [a.status for a in failed.actions] == ["failed", "cancelled", "cancelled"]
     retried = store.retry(workflow.id)

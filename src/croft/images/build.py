@@ -17,7 +17,7 @@ from croft.agent import bootconfig
 from croft.errors import CroftError, SiteError
 from croft.images import arch, disk, initrd, kernel, overlay, rootfs, squashfs, templates
 from croft.images.archive import Archive
-from croft.images.store import Artifact, ImageManifest, Store
+from croft.images.store import Artifact, ImageManifest, Store, store_for
 from croft.run import run
 from croft.site.images import check_image_trees, image_arch, kernel_package, size_bytes
 from croft.site.model import Image, ImageConfig, Site
@@ -28,10 +28,6 @@ _CODE = sorted(
     [*Path(__file__).parent.glob("*.py"), *Path(__file__).parent.glob("*.sh"), Path(bootconfig.__file__)]
 )
 Progress = Callable[[str], None]
-
-
-def store_for(site: Site) -> Store:
-    return Store(site.state_dir / "images")
 
 
 def build(

@@ -14,9 +14,12 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from croft.files import sha256
+
+if TYPE_CHECKING:
+    from croft.site.model import Site
 
 
 @dataclass(frozen=True)
@@ -107,3 +110,8 @@ class Store:
             partial.unlink(missing_ok=True)
             partial.symlink_to(Path("store") / artifact.sha256)
             os.replace(partial, link)
+
+
+def store_for(site: Site) -> Store:
+    """The site's artifact store, in its state directory."""
+    return Store(site.state_dir / "images")

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from croft.errors import CroftError
-from croft.serve.location import admin_token, server_url, state_dir
+from croft.serve.location import read_admin_token, server_url, state_dir
 from croft.site.model import Site
 
 
@@ -18,7 +18,7 @@ class AdminClient:
         state = state_dir(site)
         running = state / "url"
         self.url = running.read_text().strip() if running.exists() else server_url(site)
-        self.token = admin_token(state)
+        self.token = read_admin_token(state)
 
     def _open(self, method: str, path: str, body: Any = None, timeout: float = 30) -> Any:
         data = json.dumps(body).encode() if body is not None else None

@@ -9,7 +9,7 @@ from typing import Any
 
 from croft.agent import bootconfig
 from croft.errors import CroftError
-from croft.images.build import store_for
+from croft.images.store import store_for
 from croft.site.model import Machine, Site
 
 

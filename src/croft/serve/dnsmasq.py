@@ -1,21 +1,30 @@
 """dnsmasq, configured and supervised by croft serve: DHCP (full) or proxyDHCP beside the LAN's
-router (proxy), TFTP for the iPXE binaries, and boot files only for the machines that should
-netboot now (a known MAC with allow_netboot and a workflow to run; any MAC with discovery).
+router (proxy), TFTP for the iPXE binaries, and iPXE for the machines that may netboot (a known
+MAC with allow_netboot; any MAC with discovery).
 
-The per-machine part lives in a hosts file that dnsmasq re-reads on SIGHUP, so a workflow
-starting or ending changes who netboots without a restart.
+Whether a machine netboots *now* is decided over HTTP: its iPXE asks croft serve for a script,
+which boots the netboot environment when a workflow waits and otherwise says `exit` (the
+firmware boots the disk), the MAAS model. So dnsmasq's configuration follows the inventory
+only, never a workflow starting or ending: no SIGHUP (dnsmasq 2.90 aborts on one after a
+machine took a tagged lease), and one dnsmasq process for as long as the site's machines stay.
+The per-machine lines live in a hosts directory dnsmasq watches (--dhcp-hostsdir): machines
+added to the site are read without a signal; a machine removed or changed restarts dnsmasq,
+since dnsmasq only ever adds what it reads there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
+import os
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
-from croft.images.build import store_for
+from croft.images.store import store_for
 from croft.run import spawn
 from croft.serve.inventory import Inventory
 from croft.site.model import ServeConfig, Site
@@ -66,7 +75,7 @@ def config(serve: ServeConfig, runtime: Path, boot_url: str, arm64: bool) -> str
         "port=0",  # no DNS: croft only netboots
         f"interface={serve.interface}",
         "bind-interfaces",
-        f"dhcp-hostsfile={runtime / 'hosts'}",
+        f"dhcp-hostsdir={runtime / 'hosts.d'}",
         f"dhcp-leasefile={runtime / 'leases'}",
         "enable-tftp",
         f"tftp-root={runtime / 'tftp'}",
@@ -87,8 +96,8 @@ def config(serve: ServeConfig, runtime: Path, boot_url: str, arm64: bool) -> str
             f"dhcp-range=::,constructor:{serve.interface},ra-only",
             f"ra-param={serve.interface},0,0",
         ]
-    # Machines that should netboot carry the tag `netboot` (from the hosts file); with discovery
-    # every machine does.
+    # Machines that may netboot carry the tag `netboot` (from the hosts directory); with
+    # discovery every machine does.
     wanted = "" if serve.discovery else "tag:netboot,"
     if serve.mode == "full":
         mask = network.netmask
@@ -128,13 +137,13 @@ def config(serve: ServeConfig, runtime: Path, boot_url: str, arm64: bool) -> str
     return "\n".join(lines) + "\n"
 
 
-def hosts(inventory: Inventory, netbooting: set[str], full: bool) -> str:
-    """dhcp-hostsfile lines: every known MAC (with its address in full mode), tagged `netboot`
-    when that machine should netboot now."""
+def hosts(inventory: Inventory, full: bool) -> str:
+    """dhcp-host lines: every known MAC (with its address in full mode), tagged `netboot` when
+    that machine may netboot (allow_netboot)."""
     lines = []
     for mac, known in sorted(inventory.by_mac.items()):
         fields = [mac]
-        if known.machine.name in netbooting:
+        if known.hardware.allow_netboot:
             fields.append("set:netboot")
         if full and known.ip is not None:
             fields += [known.ip, known.hostname]
@@ -143,23 +152,23 @@ def hosts(inventory: Inventory, netbooting: set[str], full: bool) -> str:
 
 
 class Dnsmasq:
-    """One dnsmasq process: started, told to re-read its hosts file, restarted if it dies."""
+    """One dnsmasq process: started (ending a predecessor's first), fed the inventory, restarted
+    if it dies, and dying with croft serve."""
 
     def __init__(self, state: Path, site: Site, boot_url: str) -> None:
         self.conf = state / "dnsmasq.conf"
         self.log = state / "dnsmasq.log"
-        # What dnsmasq reads after dropping its privileges (TFTP files, the hosts file on SIGHUP)
+        # What dnsmasq reads after dropping its privileges (TFTP files, the hosts directory)
         # must be readable by its unprivileged user, wherever the site lives (/root is 0700).
         runtime = RUNTIME / hashlib.sha256(str(state).encode()).hexdigest()[:12]
-        for directory in (*reversed(runtime.parents[:2]), runtime):
+        for directory in (*reversed(runtime.parents[:2]), runtime, runtime / "hosts.d"):
             directory.mkdir(mode=0o755, exist_ok=True)
             directory.chmod(0o755)
         self.runtime, self.boot_url = runtime, boot_url
-        self.hosts_file = runtime / "hosts"
+        self.hosts_file = runtime / "hosts.d" / "croft"
+        self.pid_file = state / "dnsmasq.pid"
         self.process: subprocess.Popen[bytes] | None = None
         self.configure(site)
-        if not self.hosts_file.exists():
-            self.hosts_file.write_text("")
 
     def configure(self, site: Site) -> bool:
         """Write the configuration for the site's [serve]; whether it changed (a running dnsmasq
@@ -178,27 +187,58 @@ class Dnsmasq:
         self.start()
 
     def start(self) -> None:
-        argv = ["dnsmasq", "--keep-in-foreground", "--log-facility=-", f"--conf-file={self.conf}"]
-        self.process = spawn(argv, stderr=self.log.open("ab"))
+        self._end_predecessor()
+        # A croft serve killed with SIGKILL must leave no dnsmasq answering DHCP. dnsmasq drops
+        # its privileges, which clears a parent-death signal (prctl(2)), so a small sh holds it
+        # instead and ends dnsmasq when croft serve dies; it exits with dnsmasq's status.
+        watch = (
+            'dnsmasq "$@" & child=$!; echo "$child" >"$PIDFILE"; trap \'kill "$child"\' TERM; '
+            'wait "$child"; status=$?; wait "$child" 2>/dev/null; exit "$status"'
+        )
+        argv = ["sh", "-c", watch, "dnsmasq"]
+        argv += ["--keep-in-foreground", "--log-facility=-", f"--conf-file={self.conf}"]
+        self.process = spawn(
+            argv, stderr=self.log.open("ab"), die_with_parent=True, env={"PIDFILE": str(self.pid_file)}
+        )
+
+    def _end_predecessor(self) -> None:
+        """End the dnsmasq an earlier croft serve of this site left (its pid file names it, and
+        its command line names this site's configuration)."""
+        try:
+            pid = int(self.pid_file.read_text())
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if f"--conf-file={self.conf}".encode() not in command.split(b"\0"):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            for _ in range(50):
+                time.sleep(0.1)
+                os.kill(pid, 0)
+            os.kill(pid, signal.SIGKILL)
 
     def update_hosts(self, text: str) -> bool:
-        """Write the hosts file and make dnsmasq re-read it, if it changed."""
-        if self.hosts_file.read_text() == text:
+        """Write the hosts directory's file if it changed; a line removed or changed restarts
+        dnsmasq (it only adds what it reads there). Whether it changed."""
+        old = self.hosts_file.read_text() if self.hosts_file.exists() else ""
+        if old == text:
             return False
-        partial = self.hosts_file.with_suffix(".partial")
+        partial = self.runtime / ".hosts.partial"
         partial.write_text(text)
-        partial.replace(self.hosts_file)
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGHUP)
+        partial.chmod(0o644)
+        partial.replace(self.hosts_file)  # dnsmasq reads it on the rename (inotify)
+        if not set(old.splitlines()) <= set(text.splitlines()) and self.process is not None:
+            self.restart()
         return True
 
     def ensure_running(self) -> str | None:
         """Restart dnsmasq if it exited; returns why, for the server's log."""
         if self.process is not None and self.process.poll() is not None:
             code = self.process.returncode
-            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:] if self.log.exists() else []
+            lines = self.log.read_text(errors="replace").strip().splitlines() if self.log.exists() else []
             self.start()
-            return f"dnsmasq exited {code} ({' '.join(tail)}); restarted"
+            return f"dnsmasq exited {code}; restarted. Its last lines: " + " | ".join(lines[-3:])
         return None
 
     def stop(self) -> None:
@@ -209,3 +249,4 @@ class Dnsmasq:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.pid_file.unlink(missing_ok=True)

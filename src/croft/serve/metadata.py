@@ -28,7 +28,8 @@ def ec2(known: Known, path: str) -> str | None:
     if path == "public-keys":
         return "".join(f"{index}=croft-{index}\n" for index in range(len(metadata.ssh_keys)))
     parts = path.split("/")
-    if parts[0] == "public-keys" and len(parts) >= 2 and parts[1].isdigit():
+    # isascii: "²".isdigit() is true, and int() refuses it.
+    if parts[0] == "public-keys" and len(parts) >= 2 and parts[1].isascii() and parts[1].isdigit():
         index = int(parts[1])
         if index >= len(metadata.ssh_keys):
             return None

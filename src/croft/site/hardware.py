@@ -33,6 +33,8 @@ def check_serve(serve: ServeConfig, file: Path, images: dict[str, Image], proble
             f"{serve.ipxe_arm64} is not a file",
             "name an iPXE for arm64 UEFI relative to the site, or leave ipxe_arm64 out for Debian's",
         )
+    if serve.keep_logs < 1:
+        problem(("keep_logs",), f"keeps workflows {serve.keep_logs} days", "e.g. keep_logs = 30 (days)")
     _check_netboot(serve.netboot, "netboot", "amd64", images, problem)
     if serve.netboot_arm64 is not None:
         _check_netboot(serve.netboot_arm64, "netboot_arm64", "arm64", images, problem)

@@ -96,6 +96,8 @@ class ServeConfig:
     """Send IPv6 router advertisements that offer no route (lifetime 0), for a LAN without an
     IPv6 router: iPXE otherwise waits ~13 s for one at every boot. Needs an IPv6 address on the
     interface (croft lab gives its LAN one)."""
+    keep_logs: int = 30
+    """Days croft serve keeps a finished workflow (its actions and output) and boot events."""
     netboot: NetbootConfig = field(default_factory=NetbootConfig)
     """What x86_64 machines netboot."""
     netboot_arm64: NetbootConfig | None = None

@@ -17,6 +17,7 @@ tasks:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -68,7 +69,21 @@ class WorkflowSpec:
     global_timeout: int = 3600
 
 
+# A template is a name inside workflows/, never a path.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
 def template_file(site: Site, name: str) -> Path:
+    if not _NAME.match(name):
+        raise SiteError(
+            [
+                Problem(
+                    site.root / "workflows",
+                    f"{name[:80]!r} is not a template name",
+                    hint="name a file workflows/NAME.yaml by its NAME (letters, digits, - and _)",
+                )
+            ]
+        )
     return site.root / "workflows" / f"{name}.yaml"
 
 
@@ -79,6 +94,7 @@ def templates(site: Site) -> list[str]:
 def render(site: Site, machine: Machine, name: str, context: dict[str, Any]) -> WorkflowSpec:
     """The template `name` for `machine`; raises SiteError naming the file and line."""
     import jinja2
+    import jinja2.sandbox
     import yaml
     from pydantic import TypeAdapter, ValidationError
 
@@ -86,7 +102,10 @@ def render(site: Site, machine: Machine, name: str, context: dict[str, Any]) -> 
     if not path.exists():
         known = ", ".join(templates(site)) or "none"
         raise SiteError([Problem(path, f"no workflow template {name!r}", hint=f"templates: {known}")])
-    environment = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    # Sandboxed: a template reaches only the variables it is given, never Python's internals.
+    environment = jinja2.sandbox.SandboxedEnvironment(
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+    )
     try:
         text = environment.from_string(path.read_text()).render(context)
     except jinja2.TemplateSyntaxError as error:
@@ -95,7 +114,7 @@ def render(site: Site, machine: Machine, name: str, context: dict[str, Any]) -> 
         raise SiteError(
             [Problem(path, f"{error.message} (rendering for {machine.name})", line=_template_line(error))]
         ) from None
-    except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError) as error:
+    except (jinja2.TemplateError, TypeError, ValueError, KeyError, AttributeError, OverflowError) as error:
         message = f"{type(error).__name__}: {error} (rendering for {machine.name})"
         raise SiteError([Problem(path, message, line=_template_line(error))]) from None
     try:
@@ -120,6 +139,9 @@ def render(site: Site, machine: Machine, name: str, context: dict[str, Any]) -> 
         ]
         raise SiteError(problems) from None
     problems = []
+    if not any(task.actions for task in spec.tasks):
+        # It would wait for an agent forever: its global timeout counts from its first action.
+        problems.append(Problem(path, "the workflow has no actions", field="tasks", hint="add an action"))
     for task in spec.tasks:
         for action in task.actions:
             where = f"tasks.{task.name}.{action.name}"
