@@ -38,13 +38,14 @@ tasks:
 """
 
 
-def make_site(root: Path, mode: str = "full") -> Path:
+def make_site(root: Path, mode: str = "full", port: int = 8080) -> Path:
+    """A site served on loopback: lab1 at 127.0.0.2, lab2 at 127.0.0.3 (images declared, not built)."""
     (root / "machines").mkdir(parents=True)
     (root / "workflows").mkdir()
     (root / "images").mkdir()
     (root / "site.toml").write_text(
         f'name = "apptest"\n[serve]\naddress = "127.0.0.1"\ninterface = "lo"\nnetwork = "127.0.0.0/8"\n'
-        f'mode = "{mode}"\n'
+        f'mode = "{mode}"\nhttp_port = {port}\n'
     )
     for name, kind in (("initrd", "initrd"), ("netboot", "base"), ("agent", "overlay")):
         base = 'base = "netboot"\n' if kind == "overlay" else ""

@@ -62,14 +62,24 @@ async def _serve(site: Site, dhcp: bool) -> None:
     provisioner = Provisioner(site, workflows, url, admin_token(state))
     # ${buildarch}: which netboot environment a machine the inventory does not know gets.
     dnsmasq = Dnsmasq(state, site, f"{url}/boot/${{mac}}.ipxe?arch=${{buildarch}}") if dhcp else None
-    guard = ConnectionGuard(_connection_limit(), IDLE_SECONDS)
+    limit = _connection_limit()
+    guard = ConnectionGuard(limit, IDLE_SECONDS)
     runner = web.AppRunner(make_app(provisioner, (guard.middleware,)), access_log=None)
     await runner.setup()
     assert runner.server is not None  # made by setup()
     loop = asyncio.get_running_loop()
+    # asyncio's own trouble (a failed accept()) is logged as one line; it retries by itself.
+    loop.set_exception_handler(
+        lambda _, context: log.error("%s", context.get("exception") or context["message"])
+    )
     try:
         listener = await loop.create_server(
-            guard.factory(runner.server), config.address, config.http_port, reuse_address=True
+            guard.factory(runner.server),
+            config.address,
+            config.http_port,
+            reuse_address=True,
+            # Also how many connections asyncio accepts in one go: within the descriptors left.
+            backlog=min(128, limit),
         )
     except OSError as error:
         await runner.cleanup()
@@ -108,13 +118,15 @@ async def _serve(site: Site, dhcp: bool) -> None:
 
 
 def _connection_limit() -> int:
-    """Connections croft serve accepts at once: well below its open-files limit (raised to the
-    hard limit), so accept() never fails for want of a descriptor."""
+    """Connections croft serve keeps at once: within its open-files limit (raised to the hard
+    limit) with room for what it opens itself and for a burst of accepts, so accept() never
+    fails for want of a descriptor."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         soft = hard
-    return max(16, min(MAX_CONNECTIONS, soft // 2 - 32))
+    free = soft - len(os.listdir("/proc/self/fd")) - 16  # 16: the database, the site, dnsmasq
+    return max(4, min(MAX_CONNECTIONS, free // 2))
 
 
 def _tick(root: Path, provisioner: Provisioner, dnsmasq: Dnsmasq | None) -> None:
