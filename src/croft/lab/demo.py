@@ -14,6 +14,7 @@ from pathlib import Path
 from croft import tools
 from croft.errors import CroftError
 from croft.lab import lab
+from croft.serve.location import serve_config
 from croft.site.load import load_site
 from croft.site.model import Site
 
@@ -125,8 +126,7 @@ def _needed_images(site: Site, machines: list[str]) -> list[str]:
     """The images the lab's story uses: the netboot environment of each lab machine's
     architecture, and those their workflows name (`images.NAME` or `images["NAME"]`); not, say,
     an image for VM services."""
-    serve = site.config.serve
-    assert serve is not None
+    serve = serve_config(site)
     needed: set[str] = set()
     for name in machines:
         hardware = site.machines[name].config.hardware

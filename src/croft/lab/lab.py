@@ -26,6 +26,7 @@ from croft.lab.network import Lan
 from croft.lab.qemu import Firmware, Machine
 from croft.lab.qmp import Qmp
 from croft.run import spawn
+from croft.serve.location import serve_config
 from croft.site.model import Site
 
 DISK_SIZE = 4 << 30  # sparse: takes what the installed system uses
@@ -79,12 +80,11 @@ def lab_machines(site: Site) -> list[str]:
 
 
 def _lan(site: Site, state: LabState) -> Lan:
-    assert site.config.serve is not None
     return Lan(
         state.netns,
         ipaddress.IPv4Network(state.network),
         state.host_address,
-        bridge_address=site.config.serve.address,
+        bridge_address=serve_config(site).address,
     )
 
 
@@ -109,11 +109,7 @@ def _machine(site: Site, state: LabState, name: str, *, network_first: bool = Fa
 
 def up(site: Site, *, count: int | None = None, firmware: Firmware | None = None) -> LabState:
     """Create the LAN, start croft serve on it and the lab machines (empty disks: they netboot)."""
-    serve = site.config.serve
-    if serve is None:
-        raise CroftError(
-            f"{site.root / 'site.toml'} has no [serve]: the lab runs croft serve (see docs/lab.md)"
-        )
+    serve = serve_config(site)
     tools.require("lab", "serve")
     names = lab_machines(site)[:count]
     if not names:

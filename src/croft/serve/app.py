@@ -27,6 +27,7 @@ from croft.images.store import Store, store_for
 from croft.serve import ipxe, metadata
 from croft.serve.context import netboot_artifacts, workflow_context
 from croft.serve.inventory import Inventory, Known
+from croft.serve.location import serve_config
 from croft.site.model import Site
 from croft.workflows.store import FINISHED, REPORTABLE, Conflict, Status, Workflow, WorkflowStore
 from croft.workflows.template import render
@@ -178,8 +179,7 @@ async def boot_script(request: web.Request) -> web.Response:
     provisioner = _provisioner(request)
     mac = _mac(request.match_info["mac"])
     known = provisioner.inventory.by_mac.get(mac)
-    serve = provisioner.site.config.serve
-    assert serve is not None  # croft serve runs only for a site with [serve]
+    serve = serve_config(provisioner.site)
     if known is None:
         if not serve.discovery:
             return web.Response(text=ipxe.local_boot_script(f"{mac} is not in the inventory"))
@@ -210,8 +210,7 @@ def _claim(provisioner: Provisioner, known: Known, workflow: Workflow, remote: s
     In full mode croft's dnsmasq leased the MAC its address, so only that address is the
     machine. In proxy mode the LAN's router did: the first address that asks gets it, and
     nobody else after."""
-    serve = provisioner.site.config.serve
-    assert serve is not None
+    serve = serve_config(provisioner.site)
     if serve.mode == "full" and known.ip is not None and remote != known.ip:
         return f"{known.machine.name} has the address {known.ip}, not {remote}"
     if not provisioner.workflows.bind(workflow.id, remote):

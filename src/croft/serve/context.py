@@ -10,6 +10,7 @@ from typing import Any
 from croft.agent import bootconfig
 from croft.errors import CroftError
 from croft.images.store import store_for
+from croft.serve.location import serve_config
 from croft.site.model import Machine, Site
 
 
@@ -69,8 +70,7 @@ class Netboot:
 
 def netboot_artifacts(site: Site, server_url: str, arch: str) -> Netboot:
     """The built images [serve.netboot] (x86_64) or [serve.netboot_arm64] (aarch64) names."""
-    serve = site.config.serve
-    assert serve is not None
+    serve = serve_config(site)
     netboot = serve.netboot_arm64 if arch == "aarch64" else serve.netboot
     if netboot is None:
         raise CroftError(

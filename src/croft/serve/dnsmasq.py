@@ -27,6 +27,7 @@ from pathlib import Path
 from croft.images.store import store_for
 from croft.run import spawn
 from croft.serve.inventory import Inventory
+from croft.serve.location import serve_config
 from croft.site.model import ServeConfig, Site
 
 IPXE_DIR = Path("/usr/lib/ipxe")
@@ -38,8 +39,7 @@ IPXE_BINARIES = {"bios": "undionly.kpxe", "efi-x86_64": "ipxe.efi", "efi-arm64":
 def arm64_ipxe(site: Site) -> Path | None:
     """The iPXE arm64 machines get: the site's, or the one built with the arm64 netboot
     environment's initrd image (Debian's); None when the site netboots no arm64 machine."""
-    serve = site.config.serve
-    assert serve is not None
+    serve = serve_config(site)
     if serve.ipxe_arm64 is not None:
         return site.root / serve.ipxe_arm64
     if serve.netboot_arm64 is None:
@@ -173,10 +173,9 @@ class Dnsmasq:
     def configure(self, site: Site) -> bool:
         """Write the configuration for the site's [serve]; whether it changed (a running dnsmasq
         then needs restart(): it reads its main configuration only at start)."""
-        assert site.config.serve is not None
         arm64 = arm64_ipxe(site)
         prepare_tftp(self.runtime / "tftp", arm64)
-        text = config(site.config.serve, self.runtime, self.boot_url, arm64 is not None)
+        text = config(serve_config(site), self.runtime, self.boot_url, arm64 is not None)
         if self.conf.exists() and self.conf.read_text() == text:
             return False
         self.conf.write_text(text)
