@@ -199,7 +199,8 @@ def _build_all(site: Site, machines: list[Machine]) -> dict[str, BuildResult]:
 @click.argument("machines", nargs=-1)
 @click.pass_context
 def diff(ctx: click.Context, machines: tuple[str, ...]) -> None:
-    """Show what deploy would change; exits 2 when there are changes."""
+    """Show what deploy would change; exits 2 when there are changes, 1 when a machine could
+    not be compared (unreachable)."""
     from croft.deploy import diff as diffing
     from croft.deploy.parallel import deploy_fleet
 
@@ -207,15 +208,16 @@ def diff(ctx: click.Context, machines: tuple[str, ...]) -> None:
     selected = site.select(machines)
     builds = _build_all(site, selected)
     outcomes = deploy_fleet(site, selected, builds, dry_run=True)
-    changed = False
+    changed = failed = False
     for machine, outcome in zip(selected, outcomes, strict=True):
         if outcome.status == "failed":
             click.echo(f"== {machine.name}: {outcome.message}", err=True)
-            changed = True
+            failed = True
             continue
         click.echo(diffing.render(site, machine, builds[machine.name].manifest, outcome))
         changed = changed or bool(outcome.changes) or bool(outcome.actions)
-    sys.exit(2 if changed else 0)
+    # 1: a machine could not be compared (an error wins over changes); 2: changes; 0: none.
+    sys.exit(1 if failed else 2 if changed else 0)
 
 
 @cli.command()
@@ -260,13 +262,11 @@ def generations(ctx: click.Context, machine: str) -> None:
     if not found:
         click.echo(f"{machine}: nothing deployed")
         return
-    from rich.table import Table
-
-    table = Table("generation", "created", "by", "status", "digest", title=machine, title_justify="left")
-    for gen in found:
-        marker = " (live)" if gen.live else ""
-        table.add_row(f"{gen.number}{marker}", gen.created, gen.by, gen.status, gen.digest[:12])
-    ui.console().print(table)
+    rows = [
+        [f"{gen.number}{' (live)' if gen.live else ''}", gen.created, gen.by, gen.status, gen.digest[:12]]
+        for gen in found
+    ]
+    ui.table(["generation", "created", "by", "status", "digest"], rows, title=machine)
 
 
 @cli.command()

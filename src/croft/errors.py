@@ -37,3 +37,15 @@ class SiteError(CroftError):
         lines = [f"the site has {count} problem{'s' if count != 1 else ''}:"]
         lines += [f"  {problem}" for problem in problems]
         super().__init__("\n".join(lines))
+
+
+def template_syntax_hint(message: str) -> str:
+    """What usually causes a Jinja2 syntax error with this message."""
+    message = message.lower()
+    if "unexpected end of template" in message:
+        return "a {% for %} or {% if %} is not closed: add its {% endfor %} or {% endif %}"
+    if "unexpected '}'" in message or "unexpected char" in message:
+        return "expressions are {{ name }}, statements {% if ... %}; check the braces on that line"
+    if "encountered unknown tag" in message:
+        return "a statement Jinja2 does not know (a typo, or an {% end... %} without its opening tag)"
+    return "see https://jinja.palletsprojects.com/en/stable/templates/ for the syntax"

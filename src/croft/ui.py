@@ -45,8 +45,11 @@ class StageBoard:
     def __call__(self, machine: str, stage: str) -> None:
         with self.lock:
             self.stages[machine] = stage
-        if not interactive():
-            print(f"{machine}: {stage}", flush=True)
+            if not interactive():
+                # One write per line, under the lock: print() writes the text and the newline
+                # separately, and parallel machines' lines ran together.
+                sys.stdout.write(f"{machine}: {stage}\n")
+                sys.stdout.flush()
 
     def table(self) -> Table:
         from rich.table import Table

@@ -78,6 +78,58 @@ def test_failing_unit_rolls_back(fleet: Fleet, croft: Croft) -> None:
     assert "failed" in croft("generations", "web1").stdout
 
 
+def add_unit(croft: Croft, name: str, service: str, *, config: bool = False) -> None:
+    """A layer `name` with the unit NAME.service (wanted by multi-user.target) on web1."""
+    layer = croft.site / "layers" / name
+    units = layer / "usr/local/lib/systemd/system"
+    units.mkdir(parents=True)
+    (units / f"{name}.service").write_text(
+        f"[Unit]\nDescription={name}\n{service}\n[Install]\nWantedBy=multi-user.target\n"
+    )
+    if config:
+        (layer / "usr/local/etc" / name).mkdir(parents=True)
+        (layer / "usr/local/etc" / name / "env").write_text("ROUND=0\n")
+        (layer / "layer.toml").write_text(f'[units."{name}.service"]\nconfig = ["usr/local/etc/{name}/*"]\n')
+    machine = croft.site / "machines/web1.toml"
+    machine.write_text(machine.read_text().replace('"boxes"]', f'"boxes", "{name}"]'))
+
+
+def failed_units(fleet: Fleet, machine: str) -> str:
+    return on_target(fleet, machine, "systemctl", "list-units", "--failed", "--plain", "--no-legend")
+
+
+def test_a_unit_that_dies_a_second_after_starting_is_caught_and_left_not_failed(
+    fleet: Fleet, croft: Croft
+) -> None:
+    croft("deploy", "web1")
+    add_unit(croft, "shortlived", '[Service]\nExecStart=/bin/sh -c "sleep 1; exit 1"')
+    result = croft("deploy", "web1", ok=False)
+    assert result.returncode == 1 and "rolled-back" in result.stdout, result.stdout
+    assert "shortlived.service did not stay up" in result.stdout
+    # The rollback removed it, and it is not left in the failed list (the machine not degraded).
+    assert "shortlived" not in failed_units(fleet, "web1")
+    assert "Hello from web1" in get("web1")
+
+
+def test_quick_deploys_in_a_row_never_hit_the_start_limit(fleet: Fleet, croft: Croft) -> None:
+    # As `croft deploy --watch` while someone saves: six restarts in a row, within the unit's
+    # start-limit interval (5 starts per 60 s here, so the test does not hang on timing).
+    add_unit(
+        croft,
+        "storm",
+        "StartLimitIntervalSec=60\nStartLimitBurst=5\n[Service]\n"
+        "EnvironmentFile=/usr/local/etc/storm/env\nExecStart=/bin/sleep infinity",
+        config=True,
+    )
+    croft("deploy", "web1")
+    for round_ in range(1, 7):
+        (croft.site / "layers/storm/usr/local/etc/storm/env").write_text(f"ROUND={round_}\n")
+        result = croft("deploy", "web1", ok=False)
+        assert result.returncode == 0, f"round {round_}: {result.stdout}{result.stderr}"
+    assert on_target(fleet, "web1", "systemctl", "is-active", "storm.service").strip() == "active"
+    assert "storm" not in failed_units(fleet, "web1")
+
+
 def test_killed_client_leaves_old_generation_serving(fleet: Fleet, croft: Croft) -> None:
     croft("deploy", "web1")
     (croft.site / WWW / "index.html.j2").write_text("<p>after the kill</p>\n")

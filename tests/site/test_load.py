@@ -59,3 +59,32 @@ def test_missing_required_key(example_site: Path) -> None:
     (example_site / "machines" / "db1.toml").write_text('layers = ["base"]\n')
     [problem] = problems(example_site)
     assert "db1.toml: address: required key is missing" in problem
+
+
+def test_an_address_must_be_an_ip_address_or_a_host_name(example_site: Path) -> None:
+    (example_site / "machines" / "db1.toml").write_text('layers = ["base"]\naddress = "not an address!"\n')
+    [problem] = problems(example_site)
+    assert "db1.toml:2: address: 'not an address!' is not an IP address or a host name" in problem
+    assert 'hint: e.g. address = "192.168.1.20"' in problem
+    (example_site / "machines" / "db1.toml").write_text('layers = ["base"]\naddress = "db1.lab.home.arpa"\n')
+    assert load_site(example_site, use_cache=False).machines["db1"].address == "db1.lab.home.arpa"
+
+
+def test_a_toml_syntax_error_keeps_its_line_column_and_a_hint(example_site: Path) -> None:
+    (example_site / "machines" / "db1.toml").write_text('layers = ["base"]\naddress = "10.77.0.13\n')
+    [problem] = problems(example_site)
+    assert "db1.toml:2: invalid TOML: Illegal character '\\n' at column 22" in problem
+    assert "(," not in problem and "hint: a string must close on its line" in problem
+
+
+def test_a_template_syntax_error_has_its_line_and_a_hint(example_site: Path) -> None:
+    from croft.build import builder
+    from croft.errors import CroftError
+
+    page = example_site / "layers" / "web" / "usr" / "local" / "share" / "www" / "index.html.j2"
+    page.write_text("<p>\n{% for x in [1] %}{{ x }}\n")
+    site = load_site(example_site, use_cache=False)
+    with pytest.raises(CroftError) as info:
+        builder.build(site, [site.machines["web1"]])
+    shown = str(info.value)
+    assert "index.html.j2:2:" in shown and "hint: a {% for %} or {% if %} is not closed" in shown

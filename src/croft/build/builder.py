@@ -522,9 +522,7 @@ class MachineBuild:
             env = render.environment(self.templates)
             return render.dependencies(env, source.path + TEMPLATE_SUFFIX, source.file)
         except jinja2.TemplateSyntaxError as exc:
-            self.problems.append(
-                Problem(source.file, f"template syntax error: {exc.message}", line=exc.lineno)
-            )
+            self.problems.append(render.template_problem(exc, source.file))
             return None
 
     def _undefined_problem(self, source: Source, name: str) -> Problem:

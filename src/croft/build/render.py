@@ -187,19 +187,24 @@ def render(env: jinja2.Environment, name: str, file: StrPath, context: Mapping[s
             _compiled[version] = env.template_class.from_code(env, code, env.make_globals(None), None)
         return _compiled[version].render(context)
     except Exception as exc:  # a template may raise anything a filter or a test can
-        raise TemplateFailure(_problem(exc, file)) from None
+        raise TemplateFailure(template_problem(exc, file)) from None
 
 
-def _problem(exc: Exception, file: StrPath) -> Problem:
+def template_problem(exc: Exception, file: StrPath) -> Problem:
     """What went wrong in a template, where (imported only then: the quick path needs speed)."""
     from pathlib import Path
 
     import jinja2
 
-    from croft.errors import Problem
+    from croft.errors import Problem, template_syntax_hint
 
     if isinstance(exc, jinja2.TemplateSyntaxError):
-        return Problem(Path(file), f"template syntax error: {exc.message}", line=exc.lineno)
+        return Problem(
+            Path(file),
+            f"template syntax error: {exc.message}",
+            line=exc.lineno,
+            hint=template_syntax_hint(exc.message or ""),
+        )
     if isinstance(exc, jinja2.UndefinedError):
         return Problem(
             Path(file),

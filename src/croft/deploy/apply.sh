@@ -78,23 +78,40 @@ step() {
         sysusers) systemd-sysusers ;;
         daemon-reload) systemctl daemon-reload ;;
         start|restart|reload-or-restart|try-restart|try-reload-or-restart)
+            # Quick deploys in a row (--watch) would hit the unit's start limit: croft starts
+            # it on purpose, so its failure count starts over.
+            systemctl reset-failed "$arg" 2>/dev/null
             systemctl "$verb" "$arg" ;;
         check) checks="$checks $arg" ;;
         *) echo "croft-error: unknown step: $1"; return 1 ;;
     esac
 }
 
-healthy() {
-    state=$(systemctl show -P ActiveState "$1")
-    sub=$(systemctl show -P SubState "$1")
-    result=$(systemctl show -P Result "$1")
-    case $state/$sub in
-        active/*|reloading/*) return 0 ;;
-        activating/auto-restart|failed/*) return 1 ;;
-        activating/*) return 0 ;;
-    esac
-    # A oneshot unit that ran and exited cleanly is healthy too.
-    [ "$result" = success ]
+now_us() { awk '{ printf "%d", $1 * 1000000 }' /proc/uptime; }
+
+# Whether a unit settled: active for $SETTLE seconds in a row since it last became active (a
+# service that starts and dies a second later is caught), or, a oneshot, run to its end. Waits
+# while it is activating, up to 120 s. (/proc/uptime is the clock ActiveEnterTimestampMonotonic
+# counts on, but for time spent suspended.)
+settled() {
+    want=$(awk -v s="$SETTLE" 'BEGIN { printf "%d", s * 1000000 }')
+    deadline=$(( $(now_us) + 120000000 ))
+    while :; do
+        state=$(systemctl show -P ActiveState "$1")
+        sub=$(systemctl show -P SubState "$1")
+        case $state/$sub in
+            active/*|reloading/*)
+                entered=$(systemctl show -P ActiveEnterTimestampMonotonic "$1")
+                [ $(( $(now_us) - entered )) -ge "$want" ] && return 0 ;;
+            activating/auto-restart|failed/*) return 1 ;;
+            inactive/*)
+                # A oneshot unit that ran and exited cleanly is settled too.
+                [ "$(systemctl show -P Result "$1")" = success ] && return 0
+                return 1 ;;
+        esac
+        [ "$(now_us)" -lt "$deadline" ] || return 1
+        sleep 0.1
+    done
 }
 
 journal() {
@@ -119,10 +136,8 @@ run_plan() {
             return 1
         fi
     done < "$1"
-    [ -n "$checks" ] || return 0
-    sleep "$SETTLE"
     for unit in $checks; do
-        if ! healthy "$unit"; then
+        if ! settled "$unit"; then
             echo "croft-failed: $unit did not stay up"
             failed="$failed $unit"
         fi
@@ -179,7 +194,11 @@ for unit in $failed; do journal "$unit"; done
 if [ "$GEN" != none ] && [ "$INCOMING" = 1 ]; then echo failed > "$GENERATIONS/$GEN/status"; fi
 if [ "$ROLLBACK" = 1 ]; then
     echo "croft-rollback: back to generation $EXPECT"
+    rolled_back=$failed
     if run_plan "$plans/backward"; then
+        # The units that failed are gone or back as they were: none stays in the failed list
+        # (a machine left "degraded" by a deploy that was undone).
+        for unit in $rolled_back; do systemctl reset-failed "$unit" 2>/dev/null; done
         echo "croft-rolled-back: $EXPECT"
         exit 1
     fi

@@ -36,6 +36,7 @@ from croft.site.tomlfile import locate, read_toml
 T = TypeVar("T")
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 # What a layer (or a machine's own tree) may hold at its top: the file tree under usr/, and
 # croft's own declarations.
 LAYER_RESERVED = {"layer.toml", "services"}
@@ -166,6 +167,18 @@ def _allowed_keys(model: Any, loc: tuple[Any, ...]) -> list[str]:
     return [f.name for f in dataclasses.fields(current)]
 
 
+def _is_address(address: str) -> bool:
+    """An IP address, or a host name SSH can resolve (RFC 1123 labels)."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        labels = address.removesuffix(".").split(".")
+        return len(address) <= 253 and all(_LABEL.match(label) for label in labels)
+
+
 def owned_path_problem(pattern: str) -> str | None:
     """Why a path or glob from a config file cannot name a file croft owns, if it cannot."""
     if pattern.startswith("/"):
@@ -238,6 +251,16 @@ def _load(root: Path) -> Site:
             if machine_config is None:
                 continue
             text = path.read_text()
+            if not _is_address(machine_config.address):
+                problems.append(
+                    Problem(
+                        path,
+                        f"{machine_config.address!r} is not an IP address or a host name",
+                        line=locate(text, ("address",)),
+                        field="address",
+                        hint='e.g. address = "192.168.1.20" or "web1.lan"',
+                    )
+                )
             for index, layer_name in enumerate(machine_config.layers):
                 if layer_name not in layers and not (layers_dir / layer_name).is_dir():
                     known = ", ".join(sorted(layers)) or "none"

@@ -35,8 +35,9 @@ class DeployConfig:
     __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     keep_generations: int = 10
     """Generations kept on each machine; older ones are pruned after a successful deploy."""
-    settle_seconds: float = 0.5
-    """How long a restarted unit must stay up before the deploy counts it healthy."""
+    settle_seconds: float = 2.0
+    """How long a started or restarted unit must stay active, from when it became active,
+    before the deploy counts it healthy (a oneshot: until it ran to its end)."""
     parallel: int = 16
     """Machines deployed at once."""
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from croft.errors import Problem
 
-_TOML_LINE = re.compile(r"at line (\d+)")
+_TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)|\s*\(at end of document\)")
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _KEY = re.compile(
     r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*="""
@@ -26,12 +26,30 @@ def read_toml(path: Path) -> tuple[dict[str, Any], str] | Problem:
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
-        match = _TOML_LINE.search(str(exc))
+        # tomllib says "MESSAGE (at line N, column M)": the line goes to the Problem.
+        match = _TOML_POSITION.search(str(exc))
+        message = _TOML_POSITION.sub("", str(exc)).strip()
+        if match and match.group(2):
+            message += f" at column {match.group(2)}"
+        elif "end of document" in str(exc):
+            message += " at the end of the file"
         return Problem(
             path,
-            f"invalid TOML: {_TOML_LINE.sub('', str(exc)).rstrip(' ()')}",
-            line=int(match.group(1)) if match else None,
+            f"invalid TOML: {message}",
+            line=int(match.group(1)) if match and match.group(1) else None,
+            hint=_toml_hint(message),
         )
+
+
+def _toml_hint(message: str) -> str:
+    """What usually causes a TOML error with this message."""
+    if "Illegal character" in message or "Unterminated string" in message:
+        return 'a string must close on its line: key = "value" (use """...""" for several lines)'
+    if "Cannot overwrite" in message or "Cannot declare" in message:
+        return "each key and [table] may appear once in a file"
+    if "Invalid value" in message or "Expected" in message:
+        return 'values are "strings", numbers, true/false, [arrays] or { inline = "tables" }'
+    return "see https://toml.io for the syntax"
 
 
 def _split_key(key: str) -> list[str]:

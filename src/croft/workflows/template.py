@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from croft.errors import Problem, SiteError
+from croft.errors import Problem, SiteError, template_syntax_hint
 from croft.site.model import STRICT, Machine, Site
 
 # The actions croft's agent runs (croft/agent/actions.py); `command:` runs anything else.
@@ -109,7 +109,9 @@ def render(site: Site, machine: Machine, name: str, context: dict[str, Any]) -> 
     try:
         text = environment.from_string(path.read_text()).render(context)
     except jinja2.TemplateSyntaxError as error:
-        raise SiteError([Problem(path, f"template syntax: {error.message}", line=error.lineno)]) from None
+        hint = template_syntax_hint(error.message or "")
+        problem = Problem(path, f"template syntax: {error.message}", line=error.lineno, hint=hint)
+        raise SiteError([problem]) from None
     except jinja2.UndefinedError as error:
         raise SiteError(
             [Problem(path, f"{error.message} (rendering for {machine.name})", line=_template_line(error))]
