@@ -33,7 +33,8 @@ def project_files() -> list[str]:
 def test_setup_gives_a_fresh_debian_everything_croft_needs(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.fail("this test needs root (debootstrap, systemd-nspawn)")
-    root = tmp_path / "debian"
+    # In a directory that does not exist yet, as the fleet's rootfs is on a fresh cache.
+    root = tmp_path / "machine" / "debian"
     # minbase: no python3, no ssh, no apt tool beyond apt itself.
     rootfs.debootstrap("bookworm", DEFAULT_MIRROR, "amd64", (), root)
     assert not (root / "usr" / "bin" / "python3").exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import logging
 import textwrap
 from collections.abc import Awaitable, Callable
@@ -383,6 +384,27 @@ async def _slow_clients(guard: ConnectionGuard, site: Path, tmp_path: Path) -> N
         assert (await reader.read()).startswith(b"HTTP/1.0 200")
         for each in [*slow, writer]:
             each.close()
+        # A download slower than the idle limit is a request in progress: never cut.
+        blob = site / "blob"
+        blob.write_bytes(os.urandom(8 << 20))
+        digest = provisioner.store.add(blob).sha256
+
+        async def sweeping() -> None:
+            while True:
+                guard.sweep(runner.server)
+                await asyncio.sleep(0.1)
+
+        sweeper = asyncio.create_task(sweeping())
+        received = 0
+        async with (
+            aiohttp.ClientSession(read_bufsize=1 << 16) as session,
+            session.get(f"http://127.0.0.1:{port}/artifacts/{digest}") as response,
+        ):
+            async for chunk in response.content.iter_chunked(1 << 16):
+                received += len(chunk)
+                await asyncio.sleep(0.01)  # 8 MiB at ~6 MB/s: well past the idle limit
+        sweeper.cancel()
+        assert received == 8 << 20
     finally:
         listener.close()
         await runner.cleanup()

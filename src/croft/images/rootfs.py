@@ -70,6 +70,7 @@ def debootstrap(
         (staging / "etc" / "hostname").unlink()  # the build host's name; a recipe may set one
         shutil.rmtree(cached, ignore_errors=True)
         staging.rename(cached)  # only a complete root gets the cached name
+    root.parent.mkdir(parents=True, exist_ok=True)  # a fresh cache has no fleet/ yet, say
     run(["cp", "-a", "--reflink=auto", cached, root], timeout=600)
 
 

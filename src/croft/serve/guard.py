@@ -36,7 +36,12 @@ class ConnectionGuard:
         self.busy[transport] = self.busy.get(transport, 0) + 1
         self.idle_since.pop(transport, None)
         try:
-            return await handler(request)
+            response = await handler(request)
+            if not response.prepared:
+                # Sent here, not after the middleware returns: a FileResponse streams the whole
+                # artifact in prepare(), and that is a request in progress, never idle.
+                await response.prepare(request)
+            return response
         finally:
             left = self.busy.pop(transport) - 1
             if left:
