@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import logging
+import os
 import textwrap
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
