@@ -250,6 +250,36 @@ def _deploy(ctx: click.Context, machines: tuple[str, ...], rollback: bool) -> bo
 
 
 @cli.command()
+@click.argument("machines", nargs=-1)
+@click.pass_context
+def verify(ctx: click.Context, machines: tuple[str, ...]) -> None:
+    """Check that what is live matches its generation's manifest and its wanted units run;
+    exit 1 on any drift."""
+    from croft.deploy.verify import verify as verify_machine
+
+    site = _load(ctx)
+    drifted = False
+    for machine in site.select(machines):
+        try:
+            verdict = verify_machine(site, machine)
+        except CroftError as error:
+            click.echo(f"{machine.name}: cannot verify: {error}", err=True)
+            drifted = True
+            continue
+        if verdict.generation is None:
+            click.echo(f"{machine.name}: nothing deployed")
+        elif verdict.ok:
+            click.echo(f"{machine.name}: generation {verdict.generation} matches its manifest")
+        else:
+            drifted = True
+            click.echo(f"{machine.name}: generation {verdict.generation} drifted:")
+            for line in verdict.drift:
+                click.echo(f"  {line}")
+    if drifted:
+        sys.exit(1)
+
+
+@cli.command()
 @click.argument("machine")
 @click.pass_context
 def generations(ctx: click.Context, machine: str) -> None:

@@ -6,11 +6,12 @@ import os
 import signal
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from croft.fleet.fleet import Fleet
-from tests.fleet.conftest import SUBNET, Croft
+from tests.fleet.conftest import SUBNET, Croft, make_site
 
 pytestmark = pytest.mark.fleet
 
@@ -128,6 +129,40 @@ def test_quick_deploys_in_a_row_never_hit_the_start_limit(fleet: Fleet, croft: C
         assert result.returncode == 0, f"round {round_}: {result.stdout}{result.stderr}"
     assert on_target(fleet, "web1", "systemctl", "is-active", "storm.service").strip() == "active"
     assert "storm" not in failed_units(fleet, "web1")
+
+
+def test_two_copies_deploying_at_once_never_corrupt_a_generation(
+    fleet: Fleet, croft: Croft, tmp_path: Path
+) -> None:
+    # Two clones of the site, each with its own 40 MB file at the same path, deploying web1 at
+    # the same moment. rsync once wrote into one shared directory outside the machine's lock:
+    # the live generation then held A's file under B's manifest.
+    other = Croft(make_site(tmp_path / "other"))
+    big = "machines/web1/usr/local/share/www/big.bin"
+    for round_ in range(4):
+        for runner in (croft, other):
+            (runner.site / big).write_bytes(os.urandom(40 << 20))
+        first, second = croft.popen("deploy", "web1"), other.popen("deploy", "web1")
+        outputs = [process.communicate(timeout=300)[0] for process in (first, second)]
+        assert first.returncode == 0 or second.returncode == 0, outputs
+        verified = croft("verify", "web1", ok=False)
+        assert verified.returncode == 0, f"round {round_}: {verified.stdout}{outputs}"
+        # Whoever says its tree is live is right: a no-op deploy from it changes nothing.
+        winner = croft if first.returncode == 0 else other
+        assert "unchanged" in winner("deploy", "web1").stdout or second.returncode == 0
+
+
+def test_verify_finds_what_changed_behind_crofts_back(fleet: Fleet, croft: Croft) -> None:
+    croft("deploy", "web1")
+    assert croft("verify", "web1").stdout.strip().endswith("matches its manifest")
+    live = "/usr/local/croft/live/root/usr/local/share/www"
+    on_target(fleet, "web1", "sh", "-c", f"echo tampered >> {live}/about.html; touch {live}/extra")
+    on_target(fleet, "web1", "systemctl", "stop", "hello-web.service")
+    result = croft("verify", "web1", ok=False)
+    assert result.returncode == 1
+    assert "changed: /usr/local/share/www/about.html (content differs" in result.stdout
+    assert "unmanaged: /usr/local/share/www/extra" in result.stdout
+    assert "unit: hello-web.service is inactive" in result.stdout
 
 
 def test_killed_client_leaves_old_generation_serving(fleet: Fleet, croft: Croft) -> None:

@@ -389,9 +389,11 @@ async def _slow_clients(guard: ConnectionGuard, site: Path, tmp_path: Path) -> N
         blob.write_bytes(os.urandom(8 << 20))
         digest = provisioner.store.add(blob).sha256
 
+        server = runner.server
+
         async def sweeping() -> None:
             while True:
-                guard.sweep(runner.server)
+                guard.sweep(server)
                 await asyncio.sleep(0.1)
 
         sweeper = asyncio.create_task(sweeping())

@@ -16,20 +16,26 @@ if ! flock -w 60 9; then
     exit 75
 fi
 
+# Transfers that never reached a switch (a client killed mid-way) leave their directory; a day
+# later it is surely nobody's. Each deploy sends into a directory of its own ($INCOMING), so two
+# deploys of one machine never write into each other's tree.
+find "$GENERATIONS" -mindepth 1 -maxdepth 1 -name '.incoming*' -mmin +1440 -exec rm -rf {} + 2>/dev/null
+
 live=$(readlink "$CROFT/live" 2>/dev/null) || live=generations/none
 live=${live#generations/}
 if [ "$live" != "$EXPECT" ]; then
+    [ -z "$INCOMING" ] || rm -rf "${GENERATIONS:?}/$INCOMING"
     echo "croft-error: the machine changed since croft read it (live generation $live, expected $EXPECT); run the command again"
     exit 75
 fi
 
-if [ "$INCOMING" = 1 ]; then
-    if [ ! -d "$GENERATIONS/.incoming/root" ]; then
-        echo "croft-error: the transferred tree is missing ($GENERATIONS/.incoming)"
+if [ -n "$INCOMING" ]; then
+    if [ ! -d "$GENERATIONS/$INCOMING/root" ]; then
+        echo "croft-error: the transferred tree is missing ($GENERATIONS/$INCOMING)"
         exit 70
     fi
-    rm -rf "$GENERATIONS/$GEN"
-    mv "$GENERATIONS/.incoming" "$GENERATIONS/$GEN"
+    rm -rf "${GENERATIONS:?}/$GEN"
+    mv "$GENERATIONS/$INCOMING" "$GENERATIONS/$GEN"
     {
         echo "generation=$GEN"
         echo "created=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -191,7 +197,7 @@ if run_plan "$plans/forward"; then
 fi
 
 for unit in $failed; do journal "$unit"; done
-if [ "$GEN" != none ] && [ "$INCOMING" = 1 ]; then echo failed > "$GENERATIONS/$GEN/status"; fi
+if [ "$GEN" != none ] && [ -n "$INCOMING" ]; then echo failed > "$GENERATIONS/$GEN/status"; fi
 if [ "$ROLLBACK" = 1 ]; then
     echo "croft-rollback: back to generation $EXPECT"
     rolled_back=$failed

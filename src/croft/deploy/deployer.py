@@ -7,6 +7,7 @@ rsync of the changed files into a new generation, one to run the switch (apply.s
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ def apply_script(
     back: list[str],
     generation: str,
     expect: str,
-    incoming: bool,
+    incoming: str | None,
     rollback: bool,
     reset: bool,
     settle: float,
@@ -140,7 +141,7 @@ def apply_script(
     variables = {
         "GEN": generation,
         "EXPECT": expect,
-        "INCOMING": int(incoming),
+        "INCOMING": incoming or "",
         "ROLLBACK": int(rollback),
         "RESET": int(reset),
         "PURGE": int(purge),
@@ -222,7 +223,10 @@ def deploy(
     if state.live is not None:
         # Unchanged files are hard links to the live generation: only the delta travels.
         argv.append(f"--link-dest={REMOTE}/generations/{state.live}")
-    argv += [f"{local}/", f"{conn.destination}:{REMOTE}/generations/.incoming/"]
+    # A directory of this deploy's own: another deploy of the machine (another copy of the
+    # site) sends into its own, and apply.sh switches to at most one of them, under its lock.
+    incoming = f".incoming-{secrets.token_hex(8)}"
+    argv += [f"{local}/", f"{conn.destination}:{REMOTE}/generations/{incoming}/"]
     run(argv, timeout=3600)
     progress("applying")
     expect = str(state.live) if state.live is not None else "none"
@@ -231,7 +235,7 @@ def deploy(
         back=plan.steps(manifest, old, expect),
         generation=str(generation),
         expect=expect,
-        incoming=True,
+        incoming=incoming,
         rollback=rollback,
         reset=False,
         settle=site.config.deploy.settle_seconds,
@@ -294,7 +298,7 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
         back=plan.steps(target, current, str(state.live)),
         generation=str(to),
         expect=str(state.live),
-        incoming=False,
+        incoming=None,
         rollback=True,
         reset=False,
         settle=site.config.deploy.settle_seconds,
@@ -322,7 +326,7 @@ def reset(site: Site, machine: Machine, *, purge: bool = False) -> Outcome:
         back=[],
         generation="none",
         expect=expect,
-        incoming=False,
+        incoming=None,
         rollback=False,
         reset=True,
         settle=0,
