@@ -165,6 +165,39 @@ def test_verify_finds_what_changed_behind_crofts_back(fleet: Fleet, croft: Croft
     assert "unit: hello-web.service is inactive" in result.stdout
 
 
+def test_what_croft_does_not_own_is_never_replaced_unless_adopted(fleet: Fleet, croft: Croft) -> None:
+    croft("deploy", "web1")
+    live = on_target(fleet, "web1", "readlink", "/usr/local/croft/live").strip()
+    # An admin's tool and data, where a layer is about to ship files of its own.
+    on_target(fleet, "web1", "sh", "-c",
+              "mkdir -p /usr/local/share/admin-data && echo mine > /usr/local/share/admin-data/notes"
+              " && echo 'admin tool' > /usr/local/bin/admin-tool")  # fmt: skip
+    layer = croft.site / "layers/web"
+    (layer / "usr/local/bin").mkdir(parents=True, exist_ok=True)
+    (layer / "usr/local/bin/admin-tool").write_text("croft's tool\n")
+    (layer / "usr/local/share/admin-data").write_text("croft's data, a file\n")
+    diff = croft("diff", "web1", ok=False)
+    assert "! /usr/local/bin/admin-tool: exists and is not croft's" in diff.stdout
+    assert "! /usr/local/share/admin-data: exists and is not croft's" in diff.stdout
+    refused = croft("deploy", "web1", ok=False)
+    assert refused.returncode == 1
+    assert "not croft's: /usr/local/bin/admin-tool, /usr/local/share/admin-data" in refused.stdout
+    assert on_target(fleet, "web1", "cat", "/usr/local/bin/admin-tool") == "admin tool\n"
+    assert on_target(fleet, "web1", "cat", "/usr/local/share/admin-data/notes") == "mine\n"
+    assert on_target(fleet, "web1", "readlink", "/usr/local/croft/live").strip() == live
+    # Adopted: croft takes the paths over and keeps the old content aside...
+    toml = layer / "layer.toml"
+    toml.write_text('adopt = ["usr/local/bin/admin-tool", "usr/local/share/admin-data"]\n' + toml.read_text())
+    croft("deploy", "web1")
+    assert on_target(fleet, "web1", "cat", "/usr/local/bin/admin-tool") == "croft's tool\n"
+    assert croft("verify", "web1").returncode == 0
+    # ... and gives it back when it stops shipping them.
+    croft("reset", "web1")
+    assert on_target(fleet, "web1", "cat", "/usr/local/bin/admin-tool") == "admin tool\n"
+    assert on_target(fleet, "web1", "cat", "/usr/local/share/admin-data/notes") == "mine\n"
+    on_target(fleet, "web1", "rm", "-rf", "/usr/local/bin/admin-tool", "/usr/local/share/admin-data")
+
+
 def test_killed_client_leaves_old_generation_serving(fleet: Fleet, croft: Croft) -> None:
     croft("deploy", "web1")
     (croft.site / WWW / "index.html.j2").write_text("<p>after the kill</p>\n")

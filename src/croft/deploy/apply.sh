@@ -29,6 +29,54 @@ if [ "$live" != "$EXPECT" ]; then
     exit 75
 fi
 
+# Whether a path is croft's own: a link into its live generation.
+ours() {
+    case $(readlink "$1" 2>/dev/null) in "$CROFT"/*) return 0 ;; esac
+    return 1
+}
+adopted() { printf '%s\n' "$ADOPT" | grep -qxF "$1"; }
+
+# Paths the forward plan takes over (a link where there is none of croft's, a directory where
+# there is a file) that exist and are not croft's: an admin's data. Each is named and nothing
+# changes, unless the site adopts it (adopt = [...] in layer.toml).
+taken() {
+    forward_plan | while IFS= read -r line; do
+        verb=${line%% *}
+        arg=${line#* }
+        set -f; IFS=$TAB; set -- $arg; IFS=$OLD_IFS; set +f
+        case $verb in
+            links) dir=$1; shift; for name do echo "$dir/$name"; done ;;
+            dirs) shift; for path do [ -d "/$path" ] && [ ! -L "/$path" ] || echo "$path"; done ;;
+        esac
+    done
+}
+conflicts=$(taken | while IFS= read -r path; do
+    if { [ -e "/$path" ] || [ -L "/$path" ]; } && ! ours "/$path" && ! adopted "$path"; then
+        echo "croft-conflict: /$path"
+    fi
+done)
+if [ -n "$conflicts" ]; then
+    echo "$conflicts"
+    [ -z "$INCOMING" ] || rm -rf "${GENERATIONS:?}/$INCOMING"
+    echo "croft-error: these paths exist and are not croft's: move them away, or adopt them in the layer that ships them (adopt = [...] in layer.toml); nothing changed"
+    exit 65
+fi
+
+# Set an adopted path's old content aside (croft takes the path over), or put it back (croft
+# stopped shipping it).
+adopt() {
+    if [ -e "/$1" ] || [ -L "/$1" ]; then
+        if ! ours "/$1" && adopted "$1"; then
+            mkdir -p "$CROFT/adopted/${1%/*}" && mv "/$1" "$CROFT/adopted/$1"
+        fi
+    fi
+}
+give_back() {
+    if [ -e "$CROFT/adopted/$1" ] || [ -L "$CROFT/adopted/$1" ]; then
+        mv "$CROFT/adopted/$1" "/$1"
+    fi
+}
+
 if [ -n "$INCOMING" ]; then
     if [ ! -d "$GENERATIONS/$INCOMING/root" ]; then
         echo "croft-error: the transferred tree is missing ($GENERATIONS/$INCOMING)"
@@ -55,6 +103,7 @@ step() {
             mode=${arg%%"$TAB"*}
             set -f; IFS=$TAB; set -- ${arg#*"$TAB"}; IFS=$OLD_IFS; set +f
             for path do
+                adopt "$path"
                 if [ -L "/$path" ]; then rm -f "/$path"; fi
                 set -- "$@" "/$path"
             done
@@ -65,7 +114,9 @@ step() {
             dir=${arg%%"$TAB"*}
             set -f; IFS=$TAB; set -- ${arg#*"$TAB"}; IFS=$OLD_IFS; set +f
             for name do
-                # A path that was a directory becomes a file.
+                adopt "$dir/$name"
+                # A path that was croft's directory becomes a file (it is empty of anything
+                # else: what is not croft's stopped the deploy above, or was adopted).
                 if [ -d "/$dir/$name" ] && [ ! -L "/$dir/$name" ]; then rm -rf "/$dir/$name"; fi
                 set -- "$@" "$CROFT/live/root/$dir/$name"
             done
@@ -78,8 +129,8 @@ step() {
                 # rename(2) of a symlink: every file croft owns switches content at once.
                 ln -sfn "generations/$arg" "$CROFT/live.new" && mv -T "$CROFT/live.new" "$CROFT/live"
             fi ;;
-        unlink) if [ -L "/$arg" ]; then rm -f "/$arg"; fi ;;
-        rmdir) rmdir "/$arg" 2>/dev/null || true ;;
+        unlink) if [ -L "/$arg" ]; then rm -f "/$arg"; fi; give_back "$arg" ;;
+        rmdir) if rmdir "/$arg" 2>/dev/null; then give_back "$arg"; fi ;;
         # Reads every sysusers.d directory, /usr/local/lib/sysusers.d included.
         sysusers) systemd-sysusers ;;
         daemon-reload) systemctl daemon-reload ;;

@@ -54,6 +54,8 @@ class Outcome:
     log: str = ""
     journals: dict[str, str] = field(default_factory=dict)
     message: str = ""
+    conflicts: list[str] = field(default_factory=list)
+    """Paths the deploy would take over that are not croft's (refused unless adopted)."""
 
     @property
     def ok(self) -> bool:
@@ -130,6 +132,7 @@ def apply_script(
     reset: bool,
     settle: float,
     purge: bool = False,
+    adopt: tuple[str, ...] = (),
     keep: int,
 ) -> str:
     """apply.sh with its variables and both plans."""
@@ -145,6 +148,7 @@ def apply_script(
         "ROLLBACK": int(rollback),
         "RESET": int(reset),
         "PURGE": int(purge),
+        "ADOPT": "\n".join(adopt),
         "SETTLE": settle,
         "KEEP": max(keep, 1),
         "BY": _who(),
@@ -173,11 +177,26 @@ def _parse_log(outcome: Outcome, code: int, log: str) -> Outcome:
     journals = re.findall(r"croft-journal-begin: (\S+)\n(.*?)croft-journal-end: \1", log, re.S)
     outcome.journals = {unit: text for unit, text in journals}
     errors = re.findall(r"^croft-(?:error|failed): (.*)$", log, re.M)
+    outcome.conflicts = re.findall(r"^croft-conflict: (.*)$", log, re.M)
     if code == 0:
         return outcome
     outcome.status = "rolled-back" if code == 1 else "failed"
     outcome.message = "; ".join(errors) or f"apply exited {code}"
+    if outcome.conflicts:
+        outcome.message = f"not croft's: {', '.join(outcome.conflicts)}; {outcome.message}"
     return outcome
+
+
+def find_conflicts(conn: Connection, old: Manifest, new: Manifest, adopt: tuple[str, ...]) -> list[str]:
+    """What a deploy from `old` to `new` would take over from someone else (croft diff)."""
+    added = [path for path in new.entries if path not in old.entries and path not in adopt]
+    if not added:
+        return []
+    listing = "".join(f"{'d' if new.entries[p].type == 'dir' else 'f'} {p}\n" for p in sorted(added))
+    # The paths go to the script's loop as a here-document (its last line is that loop's `done`).
+    script = Path(__file__).with_name("conflicts.sh").read_text().rstrip()
+    script += f" <<'CROFT_PATHS'\n{listing}CROFT_PATHS\n"
+    return conn.run(f"sh -s -- {REMOTE}", input=script).stdout.splitlines()
 
 
 def deploy(
@@ -202,6 +221,7 @@ def deploy(
     outcome.actions = plan.unit_actions(old, manifest, outcome.changes)
     if dry_run:
         outcome.status = "planned"
+        outcome.conflicts = find_conflicts(conn, old, manifest, adopted_paths(site, machine))
         return outcome
     generation = max(state.generations, default=0) + 1
     progress("sending")
@@ -240,12 +260,23 @@ def deploy(
         reset=False,
         settle=site.config.deploy.settle_seconds,
         keep=site.config.deploy.keep_generations,
+        adopt=adopted_paths(site, machine),
     )
     code, log = run_apply(conn, script)
     outcome.generation = generation if code == 0 else state.live
     outcome.status = "deployed"
     _remember(site, manifest)
     return _parse_log(outcome, code, log)
+
+
+def adopted_paths(site: Site, machine: Machine) -> tuple[str, ...]:
+    """The paths the machine's layers may take over from someone else (layer.toml's adopt)."""
+    return tuple(
+        path
+        for name in machine.config.layers
+        if name in site.layers
+        for path in site.layers[name].config.adopt
+    )
 
 
 def generations(site: Site, machine: Machine) -> list[Generation]:

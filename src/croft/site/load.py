@@ -366,6 +366,7 @@ def _check_layer(path: Path, config: LayerConfig, problems: list[Problem]) -> No
     declared: list[tuple[tuple[str | int, ...], str]] = [
         (("secrets", index), glob) for index, glob in enumerate(config.secrets)
     ]
+    declared += [(("adopt", index), adopted) for index, adopted in enumerate(config.adopt)]
     for unit, unit_config in config.units.items():
         declared += [
             (("units", unit, "config", index), glob) for index, glob in enumerate(unit_config.config)

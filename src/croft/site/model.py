@@ -274,6 +274,12 @@ class LayerConfig:
     units: dict[str, UnitConfig] = field(default_factory=dict)
     services: dict[str, ServiceConfig] = field(default_factory=dict)
     """Services run as sandboxes; services/<name>.toml files add to these."""
+    adopt: tuple[str, ...] = ()
+    """Paths this layer ships that may already exist on a machine as someone else's (an
+    admin's file or directory): croft takes them over, keeping the old content in
+    /usr/local/croft/adopted/ and putting it back when it stops shipping the path (a rollback,
+    croft reset). Without it, such a path stops the deploy: croft never deletes what it does
+    not own."""
 
 
 @dataclass(frozen=True)
