@@ -198,6 +198,28 @@ def test_what_croft_does_not_own_is_never_replaced_unless_adopted(fleet: Fleet, 
     on_target(fleet, "web1", "rm", "-rf", "/usr/local/bin/admin-tool", "/usr/local/share/admin-data")
 
 
+def test_a_deploy_that_locks_croft_out_reverts_itself(fleet: Fleet, croft: Croft) -> None:
+    toml = croft.site / "site.toml"
+    confirm = "keep_generations = 5\nconfirm_seconds = 8"
+    toml.write_text(toml.read_text().replace("keep_generations = 5", confirm))
+    croft("deploy", "web1")
+    before = on_target(fleet, "web1", "readlink", "/usr/local/croft/live").strip()
+    # The new generation stops sshd: croft cannot get in again after the switch.
+    add_unit(
+        croft,
+        "lockout",
+        "[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+        "ExecStart=/bin/systemctl --no-block stop ssh.service\n"
+        "ExecStop=/bin/systemctl --no-block start ssh.service",
+    )
+    result = croft("deploy", "web1", ok=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "over a new SSH connection" in result.stdout and "reverted itself to generation" in result.stdout
+    assert on_target(fleet, "web1", "readlink", "/usr/local/croft/live").strip() == before
+    assert on_target(fleet, "web1", "systemctl", "is-active", "ssh.service").strip() == "active"
+    assert croft("verify", "web1").returncode == 0  # reachable, and as before
+
+
 def test_killed_client_leaves_old_generation_serving(fleet: Fleet, croft: Croft) -> None:
     croft("deploy", "web1")
     (croft.site / WWW / "index.html.j2").write_text("<p>after the kill</p>\n")

@@ -229,6 +229,20 @@ trap 'rm -rf "$plans"' EXIT
 forward_plan > "$plans/forward"
 backward_plan > "$plans/backward"
 
+# Confirm or revert: before the switch, a timer that runs the way back in $CONFIRM seconds,
+# unless croft reaches the machine again over a new SSH connection and cancels it (a change
+# that locks croft out undoes itself). The way back is a switch script of its own.
+if [ "$CONFIRM" != 0 ]; then
+    systemctl stop croft-revert.timer croft-revert.service 2>/dev/null
+    systemctl reset-failed croft-revert.timer croft-revert.service 2>/dev/null
+    revert_script > "$CROFT/revert.sh"
+    systemd-run --quiet --unit=croft-revert --on-active="${CONFIRM}s" \
+        --timer-property=AccuracySec=100ms /bin/sh "$CROFT/revert.sh"
+fi
+cancel_revert() {
+    [ "$CONFIRM" = 0 ] || { systemctl stop croft-revert.timer 2>/dev/null; rm -f "$CROFT/revert.sh"; }
+}
+
 if run_plan "$plans/forward"; then
     if [ "$GEN" != none ]; then
         echo ok > "$GENERATIONS/$GEN/status"
@@ -247,6 +261,7 @@ if run_plan "$plans/forward"; then
     exit 0
 fi
 
+cancel_revert  # this script goes back itself, now
 for unit in $failed; do journal "$unit"; done
 if [ "$GEN" != none ] && [ -n "$INCOMING" ]; then echo failed > "$GENERATIONS/$GEN/status"; fi
 if [ "$ROLLBACK" = 1 ]; then

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,16 +132,24 @@ def apply_script(
     rollback: bool,
     reset: bool,
     settle: float,
+    keep: int,
     purge: bool = False,
     adopt: tuple[str, ...] = (),
-    keep: int,
+    confirm: int = 0,
 ) -> str:
-    """apply.sh with its variables and both plans."""
+    """apply.sh with its variables and both plans; with `confirm`, it also carries the way
+    back as a script of its own, which a timer runs unless the switch is confirmed in time."""
 
-    def heredoc(name: str, lines: list[str]) -> str:
+    def heredoc(name: str, lines: list[str], end: str = "CROFT_PLAN_END") -> str:
         body = "\n".join(lines)
-        return f"{name}() {{\ncat <<'CROFT_PLAN_END'\n{body}\nCROFT_PLAN_END\n}}\n"
+        return f"{name}() {{\ncat <<'{end}'\n{body}\n{end}\n}}\n"
 
+    revert = ""
+    if confirm:
+        revert = apply_script(
+            steps=back, back=[], generation=expect, expect=generation, incoming=None,
+            rollback=False, reset=False, settle=settle, keep=keep, adopt=adopt,
+        )  # fmt: skip
     variables = {
         "GEN": generation,
         "EXPECT": expect,
@@ -149,13 +158,16 @@ def apply_script(
         "RESET": int(reset),
         "PURGE": int(purge),
         "ADOPT": "\n".join(adopt),
+        "CONFIRM": confirm,
         "SETTLE": settle,
         "KEEP": max(keep, 1),
         "BY": _who(),
     }
     header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in variables.items())
     body = (Path(__file__).parent / "apply.sh").read_text()
-    return "#!/bin/sh\n" + header + heredoc("forward_plan", steps) + heredoc("backward_plan", back) + body
+    plans = heredoc("forward_plan", steps) + heredoc("backward_plan", back)
+    plans += heredoc("revert_script", revert.splitlines(), end="CROFT_REVERT_END")
+    return "#!/bin/sh\n" + header + plans + body
 
 
 def run_apply(conn: Connection, script: str) -> tuple[int, str]:
@@ -261,12 +273,52 @@ def deploy(
         settle=site.config.deploy.settle_seconds,
         keep=site.config.deploy.keep_generations,
         adopt=adopted_paths(site, machine),
+        confirm=site.config.deploy.confirm_seconds,
     )
+    started = time.monotonic()
     code, log = run_apply(conn, script)
     outcome.generation = generation if code == 0 else state.live
     outcome.status = "deployed"
     _remember(site, manifest)
-    return _parse_log(outcome, code, log)
+    _parse_log(outcome, code, log)
+    if code == 0 and site.config.deploy.confirm_seconds:
+        progress("confirming")
+        _confirm(conn, outcome, generation, state.live, started + site.config.deploy.confirm_seconds)
+    return outcome
+
+
+def _confirm(
+    conn: Connection, outcome: Outcome, generation: int, previous: int | None, revert_at: float
+) -> None:
+    """Reach the machine over a new SSH connection and cancel its revert timer. When that fails
+    until the timer is due, the machine reverts itself: wait for it and say so."""
+    script = (
+        f'[ "$(readlink {REMOTE}/live)" = generations/{generation} ] || {{ echo reverted; exit 0; }}; '
+        f"systemctl stop croft-revert.timer && rm -f {REMOTE}/revert.sh && echo confirmed"
+    )
+    why = ""
+    while (left := revert_at - 1 - time.monotonic()) > 0:
+        result = run([*conn.fresh(min(5, left)), script], check=False, timeout=left + 5)
+        if result.returncode == 0 and "confirmed" in result.stdout:
+            return
+        if result.returncode == 0:
+            break  # the revert ran already
+        why = (result.stderr.strip().splitlines() or ["ssh failed"])[-1]
+        time.sleep(min(1.0, max(0.0, revert_at - 1 - time.monotonic())))
+    # The timer runs the way back now; a new connection then should work again.
+    time.sleep(max(0.0, revert_at + 3 - time.monotonic()))
+    back = "none" if previous is None else str(previous)
+    for _ in range(30):
+        result = run([*conn.fresh(5), f"readlink {REMOTE}/live || echo none"], check=False, timeout=15)
+        if result.returncode == 0 and result.stdout.strip().removeprefix("generations/") == back:
+            break
+        time.sleep(2)
+    outcome.status = "rolled-back"
+    outcome.generation = previous
+    outcome.message = (
+        f"croft could not reach {conn} over a new SSH connection after the switch ({why or 'no answer'}): "
+        f"the machine reverted itself to generation {back}"
+    )
 
 
 def adopted_paths(site: Site, machine: Machine) -> tuple[str, ...]:

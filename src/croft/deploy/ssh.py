@@ -55,6 +55,12 @@ class Connection:
     def __str__(self) -> str:
         return self.destination
 
+    def fresh(self, timeout: float) -> list[str]:
+        """This connection's ssh argv for a new connection of its own (not the kept-open one),
+        giving up after `timeout` seconds: does the machine still let croft in?"""
+        argv = [*self.argv, "-o", "ControlPath=none", "-o", f"ConnectTimeout={max(1, int(timeout))}"]
+        return [*argv, self.destination]
+
     def command(self, script: str) -> list[str]:
         """The argv that runs `script` with the remote's sh."""
         return [*self.argv, self.destination, "--", "sh", "-c", shlex.quote(script)]

@@ -40,6 +40,10 @@ class DeployConfig:
     before the deploy counts it healthy (a oneshot: until it ran to its end)."""
     parallel: int = 16
     """Machines deployed at once."""
+    confirm_seconds: int = 30
+    """After the switch, croft must reach the machine again over a new SSH connection within
+    this long, or the machine reverts itself to the previous generation (a firewall, sshd or
+    network change that locked croft out); 0 turns it off."""
 
 
 @dataclass(frozen=True)
