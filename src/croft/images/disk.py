@@ -8,6 +8,7 @@ the root is written by `mkfs.ext4 -d` straight into its place in the disk file.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +52,17 @@ def install_kernel(root: Path, package: str, modules: tuple[str, ...]) -> Kernel
         listed.parent.mkdir(parents=True, exist_ok=True)
         with listed.open("a") as file:
             file.write("".join(f"{module}\n" for module in modules))
-    rootfs.install(root, (package,))
+    # initramfs-tools first, so that the kernel's own postinst makes the initramfs once: its
+    # trigger would make it a second time (minutes under emulation) but for update_initramfs=no,
+    # which holds for the install only; installed machines update their initramfs as usual.
+    rootfs.install(root, ("initramfs-tools",))
+    conf = root / "etc" / "initramfs-tools" / "update-initramfs.conf"
+    original = conf.read_text()
+    conf.write_text(re.sub(r"(?m)^update_initramfs=.*$", "update_initramfs=no", original))
+    try:
+        rootfs.install(root, (package,))
+    finally:
+        conf.write_text(original)
     for hooks in ("etc/kernel/postinst.d", "etc/initramfs/post-update.d"):
         (root / hooks).mkdir(parents=True, exist_ok=True)
         shutil.copy2(ESP_HOOK, root / hooks / "zz-croft-esp")
