@@ -42,13 +42,7 @@ def serve(site_root: Path, *, dhcp: bool = True) -> None:
     log.propagate = False
     # Everything croft serve writes is its own: workflow tokens, logs, the admin token.
     os.umask(0o077)
-    state = state_dir(site)
-    try:
-        asyncio.run(_serve(site, dhcp))
-    except OSError as error:
-        raise CroftError(
-            f"croft serve cannot use its state directory {state}: {error.strerror or error}"
-        ) from None
+    asyncio.run(_serve(site, dhcp))
 
 
 async def _serve(site: Site, dhcp: bool) -> None:
@@ -57,9 +51,15 @@ async def _serve(site: Site, dhcp: bool) -> None:
     url = server_url(site)
     config = serve_config(site)
     state = state_dir(site)
-    make_state_dir(state)
+    try:
+        make_state_dir(state)
+        token = admin_token(state)
+    except OSError as error:
+        raise CroftError(
+            f"croft serve cannot use its state directory {state}: {error.strerror or error}"
+        ) from None
     workflows = WorkflowStore(database_url(config.database_url, state))
-    provisioner = Provisioner(site, workflows, url, admin_token(state))
+    provisioner = Provisioner(site, workflows, url, token)
     # ${buildarch}: which netboot environment a machine the inventory does not know gets.
     dnsmasq = Dnsmasq(state, site, f"{url}/boot/${{mac}}.ipxe?arch=${{buildarch}}") if dhcp else None
     limit = _connection_limit()
