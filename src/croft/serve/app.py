@@ -309,7 +309,9 @@ async def _agent_auth(request: web.Request, handler: Handler) -> web.StreamRespo
     workflow = provisioner.workflows.by_token(token) if _TOKEN.match(token) else None
     if workflow is None:
         raise web.HTTPUnauthorized(text="unknown agent token\n")
-    if not provisioner.workflows.bind(workflow.id, request.remote or ""):
+    remote = request.remote or ""
+    # Bound already (the usual case: no write), or bound now to the first address that uses it.
+    if workflow.address != remote and not provisioner.workflows.bind(workflow.id, remote):
         raise web.HTTPForbidden(text=f"workflow {workflow.id}'s token belongs to another machine\n")
     request[WORKFLOW] = workflow
     return await handler(request)
