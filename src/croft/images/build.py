@@ -139,11 +139,12 @@ def _disk(
     fresh: bool,
 ) -> dict[str, Artifact]:
     config = image.config
-    root = _rootfs(image, work, step, fresh)
-    step(f"kernel {kernel_package(config)} with all its modules, Debian's initramfs")
-    kernel.fetch(_archive(config), kernel_package(config)).modules(config.modules)  # unknown ones: an error
-    linux = disk.install_kernel(root, kernel_package(config), config.modules)
-    rootfs.finish(root)  # again: apt's logs and the new packages' documentation
+    package = kernel_package(config)
+    # The whole kernel package, modules and Debian's initramfs (an unknown module is an error).
+    kernel.fetch(_archive(config), package).modules(config.modules)
+    resolved = kernel.resolve(_archive(config), package)
+    root = _rootfs(image, work, step, fresh, rootfs.KernelPackage(package, resolved, config.modules))
+    linux = disk.boot_files(root, package)
     artifacts: dict[str, Artifact] = {}
     boot = disk.bootloaders(_archive(config))
     cmdline = bootconfig.kernel_cmdline(config.cmdline, boot.arch)
@@ -194,11 +195,16 @@ def _disk(
     return artifacts
 
 
-def _rootfs(image: Image, work: Path, step: _Steps, fresh: bool) -> Path:
+def _rootfs(
+    image: Image, work: Path, step: _Steps, fresh: bool, linux: rootfs.KernelPackage | None = None
+) -> Path:
     config = image.config
     root = work / "root"
-    step(f"debootstrap {config.suite} {config.arch} (minbase + {len(config.packages)} packages)")
-    rootfs.debootstrap(config.suite, config.mirror, config.arch, config.packages, root, fresh=fresh)
+    with_kernel = f", {linux.resolved} with Debian's initramfs" if linux else ""
+    step(f"debootstrap {config.suite} {config.arch} (minbase + {len(config.packages)} packages{with_kernel})")
+    rootfs.debootstrap(
+        config.suite, config.mirror, config.arch, config.packages, root, fresh=fresh, kernel=linux
+    )
     rootfs.copy_tree(image.tree, root)
     for command in config.commands:
         step(f"running: {command}")

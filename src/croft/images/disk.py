@@ -8,13 +8,11 @@ the root is written by `mkfs.ext4 -d` straight into its place in the disk file.
 
 from __future__ import annotations
 
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from croft.agent import bootconfig
-from croft.images import rootfs
 from croft.images.arch import KERNEL_ARCH
 from croft.images.archive import Archive
 from croft.images.kernel import Kernel
@@ -43,26 +41,9 @@ def bootloaders(archive: Archive) -> Bootloaders:
     return Bootloaders(KERNEL_ARCH[archive.arch], files)
 
 
-def install_kernel(root: Path, package: str, modules: tuple[str, ...]) -> Kernel:
-    """Debian's kernel `package` (the metapackage, so apt upgrades it) installed with apt in
-    `root`: all its modules, and Debian's initramfs (initramfs-tools, `modules` forced into it).
-    croft's hook then keeps the ESP booting the newest kernel apt installs."""
-    if modules:
-        listed = root / "etc" / "initramfs-tools" / "modules"
-        listed.parent.mkdir(parents=True, exist_ok=True)
-        with listed.open("a") as file:
-            file.write("".join(f"{module}\n" for module in modules))
-    # initramfs-tools first, so that the kernel's own postinst makes the initramfs once: its
-    # trigger would make it a second time (minutes under emulation) but for update_initramfs=no,
-    # which holds for the install only; installed machines update their initramfs as usual.
-    rootfs.install(root, ("initramfs-tools",))
-    conf = root / "etc" / "initramfs-tools" / "update-initramfs.conf"
-    original = conf.read_text()
-    conf.write_text(re.sub(r"(?m)^update_initramfs=.*$", "update_initramfs=no", original))
-    try:
-        rootfs.install(root, (package,))
-    finally:
-        conf.write_text(original)
+def boot_files(root: Path, package: str) -> Kernel:
+    """The kernel installed in `root` (rootfs.debootstrap's `kernel`), and croft's hook that
+    keeps the ESP booting the newest kernel apt installs there."""
     for hooks in ("etc/kernel/postinst.d", "etc/initramfs/post-update.d"):
         (root / hooks).mkdir(parents=True, exist_ok=True)
         shutil.copy2(ESP_HOOK, root / hooks / "zz-croft-esp")

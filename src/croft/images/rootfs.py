@@ -8,8 +8,9 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from croft.deploy.ssh import cache_dir
@@ -42,36 +43,97 @@ def debs_cache() -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class KernelPackage:
+    """Debian's kernel, to install into a root with apt (its modules, its initramfs)."""
+
+    package: str
+    """What is installed: the metapackage (linux-image-amd64), so apt upgrades it."""
+    resolved: str
+    """The kernel it depends on now (linux-image-6.1.0-57-amd64): part of the cache key."""
+    modules: tuple[str, ...] = ()
+    """Modules forced into the initramfs (/etc/initramfs-tools/modules)."""
+
+
 def debootstrap(
-    suite: str, mirror: str, arch: str, packages: tuple[str, ...], root: Path, *, fresh: bool = False
+    suite: str,
+    mirror: str,
+    arch: str,
+    packages: tuple[str, ...],
+    root: Path,
+    *,
+    fresh: bool = False,
+    kernel: KernelPackage | None = None,
 ) -> None:
-    """A minbase Debian `suite` for `arch` with `packages` in `root` (which must not exist yet).
+    """A minbase Debian `suite` for `arch` with `packages` (and `kernel`) in `root` (which must
+    not exist yet).
 
     debootstrap installs the release as published; the root then gets the release's updates and
     security updates (apt-get upgrade), and keeps those sources for apt on the installed system.
 
     The result is kept in the cache, keyed by suite, mirror, arch and packages, so images that
     start from the same packages (a netboot base and a disk image, two versions of a template)
-    run debootstrap once; `fresh` runs it again (to pick up the archive's updates).
+    run debootstrap once; a root with a kernel is cached on top of that, keyed by the kernel
+    too (making an initramfs takes minutes under emulation). `fresh` makes them again (to pick
+    up the archive's updates).
     """
     recipe = f"{suite} {mirror} {' '.join(sorted(packages))} +updates"
     key = hashlib.sha256(recipe.encode()).hexdigest()[:16]
     cached = cache_dir() / "rootfs" / f"{suite}-{arch}-{key}"
     if fresh or not (cached / "etc" / "os-release").exists():
-        staging = cached.with_name(f".{cached.name}.partial")
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.parent.mkdir(parents=True, exist_ok=True)
-        try:
+
+        def bootstrap(staging: Path) -> None:
             _debootstrap(suite, mirror, arch, packages, staging)
             _upgrade(staging, suite, mirror)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        (staging / "etc" / "hostname").unlink()  # the build host's name; a recipe may set one
-        shutil.rmtree(cached, ignore_errors=True)
-        staging.rename(cached)  # only a complete root gets the cached name
+            (staging / "etc" / "hostname").unlink()  # the build host's name; a recipe may set one
+
+        _cache(cached, bootstrap)
+    if kernel is not None:
+        recipe = f"{cached.name} {kernel} v1"
+        with_kernel = cached.with_name(f"{cached.name}-k{hashlib.sha256(recipe.encode()).hexdigest()[:12]}")
+        if fresh or not (with_kernel / "etc" / "os-release").exists():
+
+            def install(staging: Path) -> None:
+                run(["cp", "-a", "--reflink=auto", cached, staging], timeout=600)
+                _install_kernel(staging, kernel)
+
+            _cache(with_kernel, install)
+        cached = with_kernel
     root.parent.mkdir(parents=True, exist_ok=True)  # a fresh cache has no fleet/ yet, say
     run(["cp", "-a", "--reflink=auto", cached, root], timeout=600)
+
+
+def _cache(cached: Path, make: Callable[[Path], None]) -> None:
+    """Make `cached` with `make` in a staging directory; only a complete root gets its name."""
+    staging = cached.with_name(f".{cached.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        make(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(cached, ignore_errors=True)
+    staging.rename(cached)
+
+
+def _install_kernel(root: Path, kernel: KernelPackage) -> None:
+    if kernel.modules:
+        listed = root / "etc" / "initramfs-tools" / "modules"
+        listed.parent.mkdir(parents=True, exist_ok=True)
+        with listed.open("a") as file:
+            file.write("".join(f"{module}\n" for module in kernel.modules))
+    # initramfs-tools first, so that the kernel's own postinst makes the initramfs once: its
+    # trigger would make it a second time (minutes under emulation) but for update_initramfs=no,
+    # which holds for the install only; installed machines update their initramfs as usual.
+    install(root, ("initramfs-tools",))
+    conf = root / "etc" / "initramfs-tools" / "update-initramfs.conf"
+    original = conf.read_text()
+    conf.write_text(re.sub(r"(?m)^update_initramfs=.*$", "update_initramfs=no", original))
+    try:
+        install(root, (kernel.package,))
+    finally:
+        conf.write_text(original)
 
 
 def _debootstrap(suite: str, mirror: str, arch: str, packages: tuple[str, ...], root: Path) -> None:
