@@ -16,6 +16,7 @@ import pytest
 from croft.images.store import ImageManifest, Store
 from croft.lab.qemu import Firmware, Machine
 from croft.run import run, spawn
+from tests.images.conftest import INSTALLED_ROOT
 
 pytestmark = pytest.mark.images
 
@@ -71,7 +72,7 @@ def boot(image: Path, workdir: Path, firmware: Firmware) -> None:
     machine = Machine(f"installed-{firmware}", workdir, firmware=firmware, disks=[image])
     machine.start()
     try:
-        machine.wait_for(r"croft-init: root is /dev/vda2", 120)
+        machine.wait_for(INSTALLED_ROOT, 120)
         machine.wait_for(r"Reached target.*Multi-User System", 120)
         machine.wait_for(r"installed login:", 60)  # the hostname write-file wrote
     finally:
@@ -85,7 +86,7 @@ def url(artifacts: str, manifest: ImageManifest, role: str) -> str:
 
 @pytest.mark.parametrize(
     ("role", "firmware"),
-    [("tar.zst", "bios"), ("btrfs", "uefi")],
+    [("tar.zst", "bios"), ("btrfs.zst", "uefi")],
 )
 def test_partition_unpack_and_install_the_bootloaders(
     images: dict[str, ImageManifest],

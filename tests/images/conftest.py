@@ -22,6 +22,8 @@ from croft.site.model import Site
 
 # The site lives in the repository so its store (.croft/, ignored by git) is reused between runs.
 SITE = Path(__file__).parent / "site"
+# An installed disk boots with Debian's initramfs: the kernel says when it mounted the root.
+INSTALLED_ROOT = r"(EXT4-fs \(vda2\): mounted|BTRFS info \(device vda2\))"
 NETNS = "croftimgtest"
 SERVER = "10.78.0.1"
 

@@ -16,7 +16,7 @@ from croft.images.store import ImageManifest, Store
 from croft.lab.qemu import Firmware, Machine
 from croft.run import run
 from croft.site.load import load_site
-from tests.images.conftest import SITE
+from tests.images.conftest import INSTALLED_ROOT, SITE
 
 pytestmark = pytest.mark.images
 
@@ -32,7 +32,7 @@ def test_the_raw_image_boots_from_disk_to_multi_user(
     machine = Machine(f"disk-{firmware}", tmp_path, firmware=firmware, disks=[disk])
     machine.start()
     try:
-        machine.wait_for(r"croft-init: root is /dev/vda2", 120)
+        machine.wait_for(INSTALLED_ROOT, 120)
         machine.wait_for(r"Reached target.*Multi-User System", 120)
         machine.wait_for(r"debian-test login:", 60)  # the hostname the recipe's command wrote
     finally:

@@ -20,7 +20,7 @@ from croft.images.store import ImageManifest
 from croft.lab.network import Lan
 from croft.lab.qemu import Firmware, Machine
 from croft.run import spawn
-from tests.images.conftest import SITE
+from tests.images.conftest import INSTALLED_ROOT, SITE
 
 pytestmark = pytest.mark.images
 
@@ -155,9 +155,9 @@ def test_a_bare_machine_is_installed_and_boots_its_disk(
             machine.wait_for(r"croft-init: root is the base \+ 1 overlay", 240)
             machine.wait_for(r"croft-agent: asking http://10\.78\.0\.1:8080 for work", 120)
             machine.wait_for(rf"install/{finish}: starting", 600)
-            # After a reboot the firmware PXE-boots again, gets no boot file, boots the disk; a
+            # After a reboot the firmware PXE-boots again, is told to boot its disk; a
             # kexec starts the installed kernel at once.
-            machine.wait_for(r"croft-init: root is /dev/vda2", 300)
+            machine.wait_for(INSTALLED_ROOT, 300)
             machine.wait_for(r"lab1 login:", 180)
             after = machine.console.read_text(errors="replace").split(f"install/{finish}: starting")[-1]
             assert ("SeaBIOS" in after) == (firmware == "bios" and finish == "reboot")
@@ -195,7 +195,7 @@ def test_an_arm64_machine_is_installed_and_boots_its_disk(
             machine.wait_for(r"Linux version \S+-arm64", 120)
             machine.wait_for(r"croft-init: root is the base \+ 1 overlay", 300)
             machine.wait_for(r"install/reboot: starting", 600)
-            machine.wait_for(r"croft-init: root is /dev/vda2", 300)
+            machine.wait_for(INSTALLED_ROOT, 300)
             machine.wait_for(r"arm1 login:", 300)
         finally:
             machine.stop()
