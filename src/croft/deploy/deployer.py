@@ -166,7 +166,8 @@ def apply_script(
     header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in variables.items())
     body = (Path(__file__).parent / "apply.sh").read_text()
     plans = heredoc("forward_plan", steps) + heredoc("backward_plan", back)
-    plans += heredoc("revert_script", revert.splitlines(), end="CROFT_REVERT_END")
+    if revert:  # (the revert script itself has none: its own would end this here-document)
+        plans += heredoc("revert_script", revert.splitlines(), end="CROFT_REVERT_END")
     return "#!/bin/sh\n" + header + plans + body
 
 

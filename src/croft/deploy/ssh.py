@@ -58,8 +58,9 @@ class Connection:
     def fresh(self, timeout: float) -> list[str]:
         """This connection's ssh argv for a new connection of its own (not the kept-open one),
         giving up after `timeout` seconds: does the machine still let croft in?"""
-        argv = [*self.argv, "-o", "ControlPath=none", "-o", f"ConnectTimeout={max(1, int(timeout))}"]
-        return [*argv, self.destination]
+        # First: ssh takes the first value it is given for an option.
+        options = ["-o", "ControlPath=none", "-o", f"ConnectTimeout={max(1, int(timeout))}"]
+        return [self.argv[0], *options, *self.argv[1:], self.destination]
 
     def command(self, script: str) -> list[str]:
         """The argv that runs `script` with the remote's sh."""

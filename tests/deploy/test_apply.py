@@ -1,0 +1,38 @@
+"""The switch script croft sends (apply.sh with its variables and plans) is valid sh in every
+form it takes: deploy with confirm-or-revert (and the revert script it carries), rollback, reset."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from croft.deploy.deployer import apply_script
+
+STEPS = ["links usr/local/bin\ttool\tother", "dirs 0755\tusr/local/share/x", "flip 2", "check app.service"]
+BACK = ["unlink usr/local/bin/tool", "flip 1"]
+
+
+def syntax_ok(script: str) -> None:
+    result = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("confirm", [0, 30])
+@pytest.mark.parametrize("reset", [False, True])
+def test_every_switch_script_is_valid_sh(confirm: int, reset: bool) -> None:
+    script = apply_script(
+        steps=STEPS, back=BACK, generation="2", expect="1", incoming=".incoming-0123",
+        rollback=True, reset=reset, settle=2.0, keep=5, adopt=("usr/local/bin/tool",), confirm=confirm,
+    )  # fmt: skip
+    syntax_ok(script)
+    carried = r"^revert_script\(\) \{\ncat <<'CROFT_REVERT_END'\n(.*?)\nCROFT_REVERT_END\n\}"
+    inner = re.search(carried, script, re.S | re.M)
+    assert (inner is not None) == bool(confirm)
+    if inner is not None:
+        revert = inner.group(1)
+        syntax_ok(revert)
+        # The way back, as a switch of its own: from generation 2 to 1, never confirming again.
+        assert "GEN=1\n" in revert and "EXPECT=2\n" in revert and "CONFIRM=0\n" in revert
+        assert "unlink usr/local/bin/tool" in revert
