@@ -144,14 +144,20 @@ step() {
     esac
 }
 
-now_us() { awk '{ printf "%d", $1 * 1000000 }' /proc/uptime; }
+# Microseconds since boot, in the shell's own 64-bit arithmetic (awk's printf %d stops at 2^31:
+# 36 minutes of uptime).
+now_us() {
+    read -r up _ < /proc/uptime
+    centis=${up#*.}
+    echo $(( (${up%.*} * 100 + ${centis#0}) * 10000 ))  # ${centis#0}: "08" is no octal number
+}
 
-# Whether a unit settled: active for $SETTLE seconds in a row since it last became active (a
+# Whether a unit settled: active for $SETTLE_US microseconds in a row since it last became active (a
 # service that starts and dies a second later is caught), or, a oneshot, run to its end. Waits
 # while it is activating, up to 120 s. (/proc/uptime is the clock ActiveEnterTimestampMonotonic
 # counts on, but for time spent suspended.)
 settled() {
-    want=$(awk -v s="$SETTLE" 'BEGIN { printf "%d", s * 1000000 }')
+    want=$SETTLE_US
     deadline=$(( $(now_us) + 120000000 ))
     while :; do
         state=$(systemctl show -P ActiveState "$1")

@@ -159,7 +159,7 @@ def apply_script(
         "PURGE": int(purge),
         "ADOPT": "\n".join(adopt),
         "CONFIRM": confirm,
-        "SETTLE": settle,
+        "SETTLE_US": int(settle * 1_000_000),
         "KEEP": max(keep, 1),
         "BY": _who(),
     }
