@@ -30,7 +30,7 @@ RECORDED = (
     f"f 755 {SHA} usr/local/bin/tool\n"
     f"L bin/tool\t{LIVE}usr/local/bin/tool\n"
     f"L bin/alias\t{LIVE}usr/local/bin/alias\n"
-    "u app.service active success\n"
+    "u app.service active success simple\n"
 )
 
 
@@ -43,7 +43,7 @@ def test_every_kind_of_drift_is_named() -> None:
         RECORDED.replace(f"f 755 {SHA}", f"f 755 {'b' * 64}")
         .replace("l usr/local/bin/alias\ttool", "l usr/local/bin/alias\t/etc/passwd")
         .replace(f"L bin/tool\t{LIVE}usr/local/bin/tool\n", "")
-        .replace("u app.service active success", "u app.service failed exit-code")
+        .replace("u app.service active success simple", "u app.service failed exit-code simple")
         + "f 644 " + SHA + " usr/local/bin/extra\n"
     )
     assert compare(manifest(), drifted) == [
@@ -57,6 +57,11 @@ def test_every_kind_of_drift_is_named() -> None:
 
 def test_a_missing_file_and_a_finished_oneshot() -> None:
     recorded = RECORDED.replace(f"f 755 {SHA} usr/local/bin/tool\n", "").replace(
-        "active success", "inactive success"
+        "active success simple", "inactive success oneshot"
     )
     assert compare(manifest(), recorded) == ["missing: /usr/local/bin/tool"]
+
+
+def test_a_stopped_service_is_drift_even_when_it_ended_cleanly() -> None:
+    stopped = RECORDED.replace("active success simple", "inactive success simple")
+    assert compare(manifest(), stopped) == ["unit: app.service is inactive"]

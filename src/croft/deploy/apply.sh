@@ -168,8 +168,10 @@ settled() {
                 [ $(( $(now_us) - entered )) -ge "$want" ] && return 0 ;;
             activating/auto-restart|failed/*) return 1 ;;
             inactive/*)
-                # A oneshot unit that ran and exited cleanly is settled too.
-                [ "$(systemctl show -P Result "$1")" = success ] && return 0
+                # A oneshot unit that ran and exited cleanly is settled too; a service that
+                # ended is not, however it ended.
+                [ "$(systemctl show -P Type "$1")" = oneshot ] \
+                    && [ "$(systemctl show -P Result "$1")" = success ] && return 0
                 return 1 ;;
         esac
         [ "$(now_us)" -lt "$deadline" ] || return 1

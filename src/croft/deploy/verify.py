@@ -47,7 +47,7 @@ def compare(manifest: Manifest, listing: str) -> list[str]:
     """What differs between the manifest and the listing the script printed."""
     seen: dict[str, tuple[str, ...]] = {}
     links: dict[str, str] = {}
-    units: dict[str, tuple[str, str]] = {}
+    units: dict[str, tuple[str, str, str]] = {}
     for line in listing.splitlines():
         kind, _, rest = line.partition(" ")
         if kind == "d":
@@ -63,8 +63,8 @@ def compare(manifest: Manifest, listing: str) -> list[str]:
             path, _, target = rest.partition("\t")
             links[f"usr/local/{path}" if path else "usr/local"] = target
         elif kind == "u":
-            unit, state, result = [*rest.split(" "), "", ""][:3]
-            units[unit] = (state, result)
+            unit, state, result, kind_of = [*rest.split(" "), "", "", ""][:4]
+            units[unit] = (state, result, kind_of)
     seen.pop("usr", None)  # above usr/local: the tree's frame, not croft's
     drift = []
     for path, entry in sorted(manifest.entries.items()):
@@ -96,8 +96,9 @@ def compare(manifest: Manifest, listing: str) -> list[str]:
         elif link != live_root + path:
             drift.append(f"relinked: /{path} points to {link}, not into croft's live generation")
     for unit in sorted(manifest.wanted):
-        state, result = units.get(unit, ("unknown", ""))
-        if state in ("active", "reloading", "activating") or (state == "inactive" and result == "success"):
+        state, result, kind_of = units.get(unit, ("unknown", "", ""))
+        finished = kind_of == "oneshot" and state == "inactive" and result == "success"
+        if state in ("active", "reloading", "activating") or finished:
             continue
         drift.append(f"unit: {unit} is {state}" + (f" ({result})" if result and result != "success" else ""))
     return drift

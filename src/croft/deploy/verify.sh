@@ -1,6 +1,6 @@
 # croft verify, on the target: sh -s -- LIVE_ROOT CROFT_DIR UNIT...
 # Prints the live tree ("d MODE PATH", "l PATH<tab>TARGET", "f MODE SHA256 PATH"), the links
-# under /usr/local ("L PATH<tab>TARGET") and each unit's state ("u UNIT ACTIVESTATE RESULT").
+# under /usr/local ("L PATH<tab>TARGET") and each unit's state ("u UNIT ACTIVESTATE RESULT TYPE").
 set -u
 root=$1
 croft=$2
@@ -12,5 +12,6 @@ find . -mindepth 1 -type f -printf '%P\0' | xargs -0 -r sh -c '
     for f do printf "f %s %s %s\n" "$(stat -c %a "$f")" "$(sha256sum < "$f" | cut -d" " -f1)" "$f"; done' sh
 find /usr/local -path "$croft" -prune -o -type l -printf 'L %P\t%l\n'
 for unit do
-    printf 'u %s %s %s\n' "$unit" "$(systemctl show -P ActiveState "$unit")" "$(systemctl show -P Result "$unit")"
+    printf 'u %s %s %s %s\n' "$unit" "$(systemctl show -P ActiveState "$unit")" \
+        "$(systemctl show -P Result "$unit")" "$(systemctl show -P Type "$unit")"
 done
