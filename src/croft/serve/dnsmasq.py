@@ -52,7 +52,9 @@ def arm64_ipxe(site: Site) -> Path | None:
 
 
 def prepare_tftp(root: Path, ipxe_arm64: Path | None) -> None:
-    root.mkdir(parents=True, exist_ok=True)
+    # dnsmasq serves TFTP as `nobody`: readable by all, whatever croft serve's umask (0077).
+    root.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root.chmod(0o755)
     sources = {"bios": IPXE_DIR / "undionly.kpxe", "efi-x86_64": IPXE_DIR / "ipxe.efi"}
     if ipxe_arm64 is not None:
         sources["efi-arm64"] = ipxe_arm64
@@ -63,6 +65,7 @@ def prepare_tftp(root: Path, ipxe_arm64: Path | None) -> None:
             # Replaced whole: a running dnsmasq may be sending the old one to a booting machine.
             partial = target.with_name(f".{target.name}.partial")
             shutil.copy2(source, partial)
+            partial.chmod(0o644)
             partial.replace(target)
 
 
