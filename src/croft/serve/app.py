@@ -21,6 +21,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from croft.errors import CroftError, SiteError
 from croft.images.store import Store, store_for
@@ -233,13 +234,24 @@ async def boot_error(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+class _FileResponse(web.FileResponse):
+    """aiohttp's FileResponse (sendfile, HEAD, Range, conditional requests), whose prepare() may
+    be called again once it ran, as StreamResponse's may: the connection guard sends a response
+    inside the request, and aiohttp then calls prepare() once more."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
+
+
 async def artifact(request: web.Request) -> web.StreamResponse:
     digest = request.match_info["digest"]
     path = _provisioner(request).store.path(digest) if _DIGEST.match(digest) else None
     if path is None or not path.exists():
         raise web.HTTPNotFound(text=f"no artifact {printable(digest[:64])}\n")
     # FileResponse: HEAD, Range and If-None-Match, streamed with sendfile.
-    return web.FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+    return _FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
 
 def _netboot(provisioner: Provisioner, mac: str, token: str, arch: str) -> web.Response:
