@@ -226,7 +226,7 @@ def test_the_state_is_the_servers_alone(serve: Serve) -> None:
 
 def test_boot_scripts(serve: Serve) -> None:
     status, script = get(f"/boot/{LAB1_MAC}.ipxe")
-    assert status == 200 and "no workflow to run" in script and "\nexit\n" in script
+    assert status == 200 and "no workflow to run" in script and "\nexit 1\n" in script
     assert "is not in the inventory" in get("/boot/52:54:00:00:00:01.ipxe")[1]
     # These requests come from lab2's address: lab1's workflow is not handed to it.
     serve.croft("workflow", "create", "lab1")

@@ -16,5 +16,7 @@ def netboot_script(kernel_url: str, initrd_url: str, args: str) -> str:
 
 
 def local_boot_script(reason: str) -> str:
-    # exit hands the machine back to its firmware, which boots the next device: its disk.
-    return f"#!ipxe\necho croft: {reason}; booting from disk\nexit\n"
+    # exit hands the machine back to its firmware, which boots the next device: its disk. With
+    # a non-zero status, as a boot that failed: UEFI firmware (OVMF) treats an option that
+    # returned success as done and opens its menu instead of trying the next one.
+    return f"#!ipxe\necho croft: {reason}; booting from disk\nexit 1\n"
