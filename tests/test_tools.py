@@ -36,7 +36,8 @@ def test_every_line_names_a_tool_a_package_and_known_purposes() -> None:
 def test_setup_installs_exactly_the_listed_packages() -> None:
     # scripts/setup reads the list with awk: the same packages, no second list to drift from it.
     script = (ROOT / "scripts" / "setup").read_text()
-    assert "src/croft/tools.txt" in script
+    assert "scripts/tools.txt" in script
+    assert (ROOT / "scripts" / "tools.txt").resolve() == tools.LIST.resolve()
     assert "apt-get install" in script and "ipxe" not in script
     packages = subprocess.run(
         ["awk", "!/^#/ && NF { print $2 }", tools.LIST], capture_output=True, text=True, check=True
