@@ -156,8 +156,9 @@ def test_a_bare_machine_is_installed_and_boots_its_disk(
             machine.wait_for(r"croft-agent: asking http://10\.78\.0\.1:8080 for work", 120)
             machine.wait_for(rf"install/{finish}: starting", 600)
             # After a reboot the firmware PXE-boots again, is told to boot its disk; a
-            # kexec starts the installed kernel at once.
-            machine.wait_for(INSTALLED_ROOT, 300)
+            # kexec starts the installed kernel at once. UEFI firmware first tries its other
+            # network options (PXEv6, HTTP boot), each waiting for an answer: minutes under TCG.
+            machine.wait_for(INSTALLED_ROOT, 900)
             machine.wait_for(r"lab1 login:", 180)
             after = machine.console.read_text(errors="replace").split(f"install/{finish}: starting")[-1]
             assert ("SeaBIOS" in after) == (firmware == "bios" and finish == "reboot")
