@@ -196,7 +196,7 @@ def test_an_arm64_machine_is_installed_and_boots_its_disk(
             machine.wait_for(r"Linux version \S+-arm64", 120)
             machine.wait_for(r"croft-init: root is the base \+ 1 overlay", 300)
             machine.wait_for(r"install/reboot: starting", 600)
-            machine.wait_for(INSTALLED_ROOT, 300)
+            machine.wait_for(INSTALLED_ROOT, 900)
             machine.wait_for(r"arm1 login:", 300)
         finally:
             machine.stop()

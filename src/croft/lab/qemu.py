@@ -55,6 +55,8 @@ class Machine:
     interactive: bool = False
     """A console socket to type into (croft lab console) and a QMP socket (the lab's BMC)."""
     process: subprocess.Popen[bytes] | None = None
+    seen: int = 0
+    """How far into the console the waits have read."""
 
     @property
     def console(self) -> Path:
@@ -98,6 +100,10 @@ class Machine:
                 argv += ["-machine", "q35"]
             argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}"]
             argv += ["-drive", f"if=pflash,format=raw,unit=1,file={vars_file}"]
+            # The LAN provisions over IPv4 (croft serve's DHCP and PXE); without this, each boot
+            # that falls through the network options (iPXE exits to boot the installed disk)
+            # waits for PXE and HTTP boot over IPv6 answers that never come: minutes under TCG.
+            argv += ["-fw_cfg", "name=opt/org.tianocore/IPv6Support,string=no"]
         # bootindex: the boot order SeaBIOS and OVMF both follow. The NIC comes first when
         # netbooting, else after the disks (an empty disk falls through to it).
         first_disk = 2 if self.boot == "network" else 1
@@ -124,19 +130,24 @@ class Machine:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.interactive:
             self.console.write_bytes(b"")
+        self.seen = 0
         argv = self.argv(accelerator() if self.arch == platform.machine() else "tcg")
         if self.netns is not None:
             argv = ["ip", "netns", "exec", self.netns, *argv]
         self.process = spawn(argv, stderr=(self.workdir / f"{self.name}.qemu.log").open("wb"))
 
     def wait_for(self, pattern: str, timeout: float) -> re.Match[str]:
-        """The first match of `pattern` on the console; raises with the console's end on timeout."""
+        """The first match of `pattern` on the console after the previous wait's match, as expect
+        does: a line the machine printed in an earlier phase (the installer mounting the disk it
+        wrote) does not answer a wait for the next (the installed system mounting it).
+        Raises with the console's end on timeout."""
         expression = re.compile(pattern)
         deadline = time.monotonic() + timeout
         while True:
             text = self.console.read_text(errors="replace")
-            match = expression.search(text)
+            match = expression.search(text, self.seen)
             if match:
+                self.seen = match.end()
                 return match
             if self.process is not None and self.process.poll() is not None:
                 raise CroftError(f"{self.name} stopped before {pattern!r}:\n{_tail(text)}{self._stderr()}")
