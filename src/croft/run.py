@@ -11,7 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -69,10 +69,64 @@ def run(
 
 
 def run_binary(
-    argv: Command, *, input: bytes | None = None, check: bool = True, timeout: float | None = None
+    argv: Command,
+    *,
+    input: bytes | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+    stdout: IO[bytes] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """run() for commands whose output is binary (an archive); stderr stays in the error."""
-    return _run(argv, input, check, True, timeout, None, None)
+    """run() for commands whose output is binary (an archive): returned, or written straight
+    into `stdout` (a pipe to another command); stderr stays in the error."""
+    if stdout is not None:
+        stdout.flush()  # what was written before goes first
+    return _run(argv, input, check, True, timeout, None, None, stdout)
+
+
+def run_streaming(
+    argv: Command, write: Callable[[IO[bytes]], None], *, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """run() for a command whose input is made as it is read (an archive of files too large to
+    hold in memory): `write` fills its stdin from a thread while its output is collected. A
+    command that stops reading early ends the writing quietly: its exit code says why. Never
+    raises for the exit code; the caller judges it."""
+    import threading
+
+    args = [str(arg) for arg in argv]
+    _log(f"run: {shlex.join(args)}")
+    if shutil.which(args[0]) is None:
+        from croft import tools
+
+        raise tools.not_found(args[0])
+    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdin, process.stdin = process.stdin, None  # the writer's; communicate() only reads
+    assert stdin is not None
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with stdin:
+                write(stdin)
+        except BrokenPipeError:
+            pass  # the command stopped reading: its exit code says why
+        except BaseException as exc:  # reported in the caller's thread
+            failure.append(exc)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise CommandError(args, None, "") from None
+    finally:
+        thread.join()
+    if failure:  # a local file could not be read: the cause of whatever the command said
+        raise failure[0]
+    return subprocess.CompletedProcess(
+        args, process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")
+    )
 
 
 def _run(
@@ -83,6 +137,7 @@ def _run(
     timeout: float | None,
     env: Mapping[str, str] | None,
     cwd: Path | None,
+    stdout: IO[bytes] | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     args = [str(arg) for arg in argv]
     _log(f"run: {shlex.join(args)}")
@@ -90,7 +145,7 @@ def _run(
         result = subprocess.run(
             args,
             input=data,
-            stdout=subprocess.PIPE if capture else None,
+            stdout=stdout if stdout is not None else subprocess.PIPE if capture else None,
             stderr=subprocess.PIPE if capture else None,
             stdin=None if data is not None else subprocess.DEVNULL,
             timeout=timeout,

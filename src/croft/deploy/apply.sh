@@ -1,30 +1,43 @@
 # croft's switch: run on the target by `croft deploy`, `rollback` and `reset`.
 #
 # Carries out a plan computed by croft (croft/deploy/plan.py documents the steps) and, when a
-# unit fails, the plan back to the generation that was live. croft prepends the variables and
-# the two plans. It runs in a session of its own (setsid) and writes to a log, so a client
-# that dies mid-way cannot stop it half-way: the machine ends on one generation or the other.
+# unit fails, the plan back to the generation that was live. croft prepends the variables, the
+# two plans among them. It runs in a session of its own (setsid) and writes to a log, so a
+# client that dies mid-way cannot stop it half-way: the machine ends on one generation or the
+# other. Every program it starts costs a few milliseconds on a small machine, times every
+# machine at once: the shell's own commands (read, printf, test, globs) do what they can.
 set -u
 CROFT=/usr/local/croft
 GENERATIONS=$CROFT/generations
 TAB=$(printf '\t')
+NL='
+'
 OLD_IFS=$IFS
 
+[ -d "$CROFT" ] || mkdir -p "$CROFT"
 exec 9>"$CROFT/lock"
 if ! flock -w 60 9; then
     echo "croft-error: another croft command holds $CROFT/lock"
     exit 75
 fi
 
-# Transfers that never reached a switch (a client killed mid-way) leave their directory; a day
-# later it is surely nobody's. Each deploy sends into a directory of its own ($INCOMING), so two
-# deploys of one machine never write into each other's tree.
-find "$GENERATIONS" -mindepth 1 -maxdepth 1 -name '.incoming*' -mmin +1440 -exec rm -rf {} + 2>/dev/null
-
-live=$(readlink "$CROFT/live" 2>/dev/null) || live=generations/none
-live=${live#generations/}
-if [ "$live" != "$EXPECT" ]; then
-    [ -z "$INCOMING" ] || rm -rf "${GENERATIONS:?}/$INCOMING"
+# The live generation: its info's first line (generation=N) names it.
+live=none
+if [ -L "$CROFT/live" ]; then
+    IFS= read -r first < "$CROFT/live/info" && live=${first#generation=}
+fi
+# The switch was planned from generation $EXPECT (with digest $EXPECT_DIGEST, when croft knows
+# it): from anything else it is refused, and nothing changes. croft deploys from what it last
+# left live without reading the machine first, and reads it when this says stale.
+stale() {
+    [ "$live" = "$EXPECT" ] || return 0
+    if [ -n "$EXPECT_DIGEST" ]; then
+        IFS= read -r live_digest < "$CROFT/live/digest" && [ "$live_digest" = "$EXPECT_DIGEST" ] || return 0
+    fi
+    [ "$RECEIVE" = 1 ] && [ -e "$GENERATIONS/$GEN" ]
+}
+if stale; then
+    echo "croft-stale: live generation $live"
     echo "croft-error: the machine changed since croft read it (live generation $live, expected $EXPECT); run the command again"
     exit 75
 fi
@@ -34,13 +47,16 @@ ours() {
     case $(readlink "$1" 2>/dev/null) in "$CROFT"/*) return 0 ;; esac
     return 1
 }
-adopted() { printf '%s\n' "$ADOPT" | grep -qxF "$1"; }
+adopted() {
+    case "$NL$ADOPT$NL" in *"$NL$1$NL"*) return 0 ;; esac
+    return 1
+}
 
 # Paths the forward plan takes over (a link where there is none of croft's, a directory where
 # there is a file) that exist and are not croft's: an admin's data. Each is named and nothing
 # changes, unless the site adopts it (adopt = [...] in layer.toml).
 taken() {
-    forward_plan | while IFS= read -r line; do
+    printf '%s\n' "$FORWARD" | while IFS= read -r line; do
         verb=${line%% *}
         arg=${line#* }
         set -f; IFS=$TAB; set -- $arg; IFS=$OLD_IFS; set +f
@@ -57,7 +73,6 @@ conflicts=$(taken | while IFS= read -r path; do
 done)
 if [ -n "$conflicts" ]; then
     echo "$conflicts"
-    [ -z "$INCOMING" ] || rm -rf "${GENERATIONS:?}/$INCOMING"
     echo "croft-error: these paths exist and are not croft's: move them away, or adopt them in the layer that ships them (adopt = [...] in layer.toml); nothing changed"
     exit 65
 fi
@@ -77,19 +92,36 @@ give_back() {
     fi
 }
 
-if [ -n "$INCOMING" ]; then
-    if [ ! -d "$GENERATIONS/$INCOMING/root" ]; then
-        echo "croft-error: the transferred tree is missing ($GENERATIONS/$INCOMING)"
+# The new generation: the live one as hard links, less what changed or went, plus the files
+# that follow this script on stdin (croft.deploy.transfer). Under the lock, so nothing else
+# writes here: what a client or machine that died mid-way left is removed first.
+receive() {
+    for left in "$GENERATIONS"/.new-* "$GENERATIONS"/.incoming-*; do
+        if [ -e "$left" ]; then rm -rf "$left"; fi
+    done
+    if [ "$live" = none ]; then
+        mkdir -p "$new/root"
+    else
+        mkdir -p "$new" && cp -al "$GENERATIONS/$live/root" "$new/root"
+    fi || return 1
+    if [ -n "$DROPPED" ]; then
+        # One rm for them all: the paths are relative, one to a line.
+        (cd "$new/root" && set -f && IFS=$NL && rm -rf -- $DROPPED) || return 1
+    fi
+    tar -x --no-same-owner -C "$new" -f - || return 1
+    IFS= read -r got < "$new/digest" && [ "$got" = "$DIGEST" ]
+}
+if [ "$RECEIVE" = 1 ]; then
+    new=$GENERATIONS/.new-$GEN
+    if ! receive; then
+        rm -rf "$new"
+        echo "croft-error: the new generation could not be made from the files sent (the connection broke off, or the disk is full?); nothing changed"
         exit 70
     fi
-    rm -rf "${GENERATIONS:?}/$GEN"
-    mv "$GENERATIONS/$INCOMING" "$GENERATIONS/$GEN"
-    {
-        echo "generation=$GEN"
-        echo "created=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-        echo "by=$BY"
-        echo "digest=$(cat "$GENERATIONS/$GEN/digest")"
-    } > "$GENERATIONS/$GEN/info"
+    if [ -e "$GENERATIONS/$GEN" ]; then rm -rf "${GENERATIONS:?}/$GEN"; fi
+    mv "$new" "$GENERATIONS/$GEN"
+    printf 'generation=%s\ncreated=%s\nby=%s\ndigest=%s\n' "$GEN" "$CREATED" "$BY" "$DIGEST" \
+        > "$GENERATIONS/$GEN/info"
 fi
 
 step() {
@@ -160,18 +192,27 @@ settled() {
     want=$SETTLE_US
     deadline=$(( $(now_us) + 120000000 ))
     while :; do
-        state=$(systemctl show -P ActiveState "$1")
-        sub=$(systemctl show -P SubState "$1")
+        # One systemctl a look: its Key=Value lines, in whatever order it prints them.
+        state="" sub="" entered=0 type="" result=""
+        while IFS='=' read -r key value; do
+            case $key in
+                ActiveState) state=$value ;;
+                SubState) sub=$value ;;
+                ActiveEnterTimestampMonotonic) entered=$value ;;
+                Type) type=$value ;;
+                Result) result=$value ;;
+            esac
+        done <<CROFT_SHOW
+$(systemctl show -p ActiveState -p SubState -p ActiveEnterTimestampMonotonic -p Type -p Result "$1")
+CROFT_SHOW
         case $state/$sub in
             active/*|reloading/*)
-                entered=$(systemctl show -P ActiveEnterTimestampMonotonic "$1")
                 [ $(( $(now_us) - entered )) -ge "$want" ] && return 0 ;;
             activating/auto-restart|failed/*) return 1 ;;
             inactive/*)
                 # A oneshot unit that ran and exited cleanly is settled too; a service that
                 # ended is not, however it ended.
-                [ "$(systemctl show -P Type "$1")" = oneshot ] \
-                    && [ "$(systemctl show -P Result "$1")" = success ] && return 0
+                [ "$type" = oneshot ] && [ "$result" = success ] && return 0
                 return 1 ;;
         esac
         [ "$(now_us)" -lt "$deadline" ] || return 1
@@ -185,7 +226,7 @@ journal() {
     echo "croft-journal-end: $1"
 }
 
-# Carries out one plan; on the first failure reports it and returns 1.
+# Carries out one plan (its lines in $1); on the first failure reports it and returns 1.
 run_plan() {
     checks=""
     failed=""
@@ -200,7 +241,9 @@ run_plan() {
             esac
             return 1
         fi
-    done < "$1"
+    done <<CROFT_PLAN
+$1
+CROFT_PLAN
     for unit in $checks; do
         if ! settled "$unit"; then
             echo "croft-failed: $unit did not stay up"
@@ -232,32 +275,36 @@ purge() {
     echo "croft-purged: /var/lib/croft"
 }
 
-plans=$(mktemp -d)
-trap 'rm -rf "$plans"' EXIT
-forward_plan > "$plans/forward"
-backward_plan > "$plans/backward"
-
-# Confirm or revert: before the switch, a timer that runs the way back in $CONFIRM seconds,
-# unless croft reaches the machine again over a new SSH connection and cancels it (a change
-# that locks croft out undoes itself). The way back is a switch script of its own.
-if [ "$CONFIRM" != 0 ]; then
+# Confirm or revert: once the switch is done, a timer that runs the way back in $CONFIRM
+# seconds, unless croft reaches the machine again over a new SSH connection and cancels it (a
+# change that locks croft out undoes itself). The way back is a switch script of its own. Armed
+# at the end: this script runs to its end whatever happens to the connection, and the countdown
+# does not depend on how long the units took to settle.
+arm_revert() {
     systemctl stop croft-revert.timer croft-revert.service 2>/dev/null
     systemctl reset-failed croft-revert.timer croft-revert.service 2>/dev/null
-    revert_script > "$CROFT/revert.sh"
+    printf '%s\n' "$REVERT" > "$CROFT/revert.sh"
     systemd-run --quiet --unit=croft-revert --on-active="${CONFIRM}s" \
         --timer-property=AccuracySec=100ms /bin/sh "$CROFT/revert.sh"
-fi
-cancel_revert() {
-    [ "$CONFIRM" = 0 ] || { systemctl stop croft-revert.timer 2>/dev/null; rm -f "$CROFT/revert.sh"; }
 }
 
-if run_plan "$plans/forward"; then
+if run_plan "$FORWARD"; then
+    if [ "$CONFIRM" != 0 ]; then arm_revert; fi
     if [ "$GEN" != none ]; then
         echo ok > "$GENERATIONS/$GEN/status"
         # Prune: keep the newest $KEEP generations, and always the live one.
-        ls "$GENERATIONS" | grep -E '^[0-9]+$' | sort -n | head -n "-$KEEP" | while read -r old; do
-            [ "$old" = "$GEN" ] || rm -rf "${GENERATIONS:?}/$old"
+        numbers=""
+        for path in "$GENERATIONS"/*; do
+            number=${path##*/}
+            case $number in ''|*[!0-9]*) ;; *) numbers="$numbers $number" ;; esac
         done
+        old=""
+        for number in $numbers; do
+            newer=0
+            for other in $numbers; do [ "$other" -le "$number" ] || newer=$((newer + 1)); done
+            [ "$newer" -lt "$KEEP" ] || [ "$number" = "$GEN" ] || old="$old $GENERATIONS/$number"
+        done
+        if [ -n "$old" ]; then rm -rf $old; fi
     fi
     if [ "$RESET" = 1 ]; then
         if [ "$PURGE" = 1 ]; then purge; fi
@@ -269,13 +316,12 @@ if run_plan "$plans/forward"; then
     exit 0
 fi
 
-cancel_revert  # this script goes back itself, now
 for unit in $failed; do journal "$unit"; done
-if [ "$GEN" != none ] && [ -n "$INCOMING" ]; then echo failed > "$GENERATIONS/$GEN/status"; fi
+if [ "$GEN" != none ] && [ "$RECEIVE" = 1 ]; then echo failed > "$GENERATIONS/$GEN/status"; fi
 if [ "$ROLLBACK" = 1 ]; then
     echo "croft-rollback: back to generation $EXPECT"
     rolled_back=$failed
-    if run_plan "$plans/backward"; then
+    if run_plan "$BACKWARD"; then
         # The units that failed are gone or back as they were: none stays in the failed list
         # (a machine left "degraded" by a deploy that was undone).
         for unit in $rolled_back; do systemctl reset-failed "$unit" 2>/dev/null; done

@@ -1,28 +1,31 @@
 """Deploying one machine: read what is live, send the delta, switch, and report.
 
-Round trips per machine: one to read the live generation (all a no-op deploy costs), one
-rsync of the changed files into a new generation, one to run the switch (apply.sh).
+Round trips per machine: one to read the live generation (all a no-op deploy costs), and one
+that carries the switch (apply.sh) with the changed files after it (see croft.deploy.transfer).
 """
 
 from __future__ import annotations
 
+import functools
 import re
-import secrets
 import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from croft.build.manifest import Manifest, empty
 from croft.build.result import BuildResult, build_dir
-from croft.deploy import plan
+from croft.deploy import plan, transfer
 from croft.deploy.ssh import Connection
 from croft.errors import CroftError
-from croft.run import run, run_binary
+from croft.run import run, run_binary, run_streaming
 from croft.site.model import Machine, Site
 
 REMOTE = "/usr/local/croft"
+STALE = 75
+"""apply.sh's exit code when the machine is not in the state the switch was planned from."""
 Progress = Callable[[str], None]
 
 
@@ -72,14 +75,17 @@ def connect(site: Site, machine: Machine) -> Connection:
 
 
 def read_state(conn: Connection) -> LiveState:
+    # The shell's own commands only (read, echo, a glob): this is all a no-op deploy runs. The
+    # live generation is named by the first line of its info (generation=N), as apply.sh reads it.
     script = (
         f"cd {REMOTE} 2>/dev/null || exit 0; "
-        "readlink live 2>/dev/null; echo @@; ls generations 2>/dev/null; echo @@; "
-        "cat live/digest 2>/dev/null; true"
+        'if IFS= read -r first < live/info; then echo "${first#generation=}"; fi 2>/dev/null; echo @@; '
+        'for g in generations/*; do echo "${g#generations/}"; done; echo @@; '
+        'if IFS= read -r digest < live/digest; then echo "$digest"; fi 2>/dev/null; true'
     )
     out = conn.run(script).stdout
     parts = ([*out.split("@@\n"), "", "", ""])[:3]
-    live = parts[0].strip().removeprefix("generations/")
+    live = parts[0].strip()
     numbers = sorted(int(n) for n in parts[1].split() if n.isdigit())
     return LiveState(
         live=int(live) if live.isdigit() else None,
@@ -92,28 +98,58 @@ def _manifest_cache(site: Site, digest: str) -> Path:
     return site.state_dir / "cache" / "manifests" / f"{digest}.json"
 
 
-def fetch_manifest(site: Site, conn: Connection, machine: str, generation: int | None) -> Manifest:
-    """The manifest of a generation on the target (cached locally by digest)."""
+def fetch_manifest(
+    site: Site, conn: Connection, machine: str, generation: int | None, digest: str | None = None
+) -> Manifest:
+    """The manifest of a generation on the target (cached locally by its digest, which the
+    caller passes when it read it already)."""
     if generation is None:
         return empty(machine)
     gen_dir = f"{REMOTE}/generations/{generation}"
-    digest = conn.run(f"cat {gen_dir}/digest").stdout.strip()
+    if digest is None:
+        digest = conn.run(f"cat {gen_dir}/digest").stdout.strip()
     cached = _manifest_cache(site, digest)
     if re.fullmatch(r"[0-9a-f]{64}", digest) and cached.exists():
         return Manifest.load(cached)
     text = conn.run(f"cat {gen_dir}/manifest.json").stdout
     manifest = Manifest.from_json(text)
-    _remember(site, manifest)
+    _cache_manifest(site, manifest)
     return manifest
 
 
-def _remember(site: Site, manifest: Manifest) -> None:
+def _cache_manifest(site: Site, manifest: Manifest) -> None:
     path = _manifest_cache(site, manifest.digest)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(manifest.to_json())
 
 
+def _memory(site: Site, machine: str) -> Path:
+    return site.state_dir / "live" / machine
+
+
+def recall(site: Site, machine: str) -> LiveState | None:
+    """What croft last knew to be live on the machine (it may have changed since)."""
+    try:
+        live, digest, *generations = _memory(site, machine).read_text().split()
+    except (OSError, ValueError):
+        return None
+    return LiveState(int(live) if live.isdigit() else None, sorted(map(int, generations)), digest)
+
+
+def remember(site: Site, machine: str, state: LiveState) -> None:
+    path = _memory(site, machine)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = [str(state.live) if state.live is not None else "none", state.digest or "none"]
+    path.write_text(" ".join([*fields, *map(str, state.generations)]) + "\n")
+
+
+def forget(site: Site, machine: str) -> None:
+    """After a command that changes the machine some other way (rollback, reset)."""
+    _memory(site, machine).unlink(missing_ok=True)
+
+
+@functools.cache
 def _who() -> str:
     """Who deploys, for the generation's record: user@host."""
     import getpass
@@ -128,7 +164,8 @@ def apply_script(
     back: list[str],
     generation: str,
     expect: str,
-    incoming: str | None,
+    receive: tuple[str, list[str]] | None,
+    expect_digest: str = "",
     rollback: bool,
     reset: bool,
     settle: float,
@@ -137,49 +174,64 @@ def apply_script(
     adopt: tuple[str, ...] = (),
     confirm: int = 0,
 ) -> str:
-    """apply.sh with its variables and both plans; with `confirm`, it also carries the way
-    back as a script of its own, which a timer runs unless the switch is confirmed in time."""
-
-    def heredoc(name: str, lines: list[str], end: str = "CROFT_PLAN_END") -> str:
-        body = "\n".join(lines)
-        return f"{name}() {{\ncat <<'{end}'\n{body}\n{end}\n}}\n"
+    """apply.sh after its variables, both plans among them. With `receive` (the new tree's
+    digest and the live paths it drops), it first makes the generation from the live one and
+    the files that follow it on stdin. With `confirm`, it also carries the way back as a script
+    of its own, which a timer runs unless the switch is confirmed in time."""
 
     revert = ""
     if confirm:
         revert = apply_script(
-            steps=back, back=[], generation=expect, expect=generation, incoming=None,
+            steps=back, back=[], generation=expect, expect=generation, receive=None,
             rollback=False, reset=False, settle=settle, keep=keep, adopt=adopt,
         )  # fmt: skip
     variables = {
         "GEN": generation,
         "EXPECT": expect,
-        "INCOMING": incoming or "",
+        "EXPECT_DIGEST": expect_digest,
+        "RECEIVE": int(receive is not None),
+        "DIGEST": receive[0] if receive else "",
+        "DROPPED": "\n".join(receive[1]) if receive else "",
+        "FORWARD": "\n".join(steps),
+        "BACKWARD": "\n".join(back),
         "ROLLBACK": int(rollback),
         "RESET": int(reset),
         "PURGE": int(purge),
         "ADOPT": "\n".join(adopt),
         "CONFIRM": confirm,
+        "REVERT": revert,
         "SETTLE_US": int(settle * 1_000_000),
         "KEEP": max(keep, 1),
         "BY": _who(),
+        "CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in variables.items())
-    body = (Path(__file__).parent / "apply.sh").read_text()
-    plans = heredoc("forward_plan", steps) + heredoc("backward_plan", back)
-    if revert:  # (the revert script itself has none: its own would end this here-document)
-        plans += heredoc("revert_script", revert.splitlines(), end="CROFT_REVERT_END")
-    return "#!/bin/sh\n" + header + plans + body
+    return "#!/bin/sh\n" + header + (Path(__file__).parent / "apply.sh").read_text()
 
 
-def run_apply(conn: Connection, script: str) -> tuple[int, str]:
-    """Send apply.sh and run it detached; returns its exit code and log."""
+def run_apply(
+    conn: Connection, script: str, send: Callable[[IO[bytes]], None] | None = None
+) -> tuple[int, str]:
+    """Send apply.sh, and after it what `send` writes (the files, for apply.sh's tar), and run
+    it detached; returns its exit code and log."""
+    data = script.encode()
     remote = (
-        # In /tmp, not under /usr/local/croft: a reset removes that directory.
-        f'mkdir -p {REMOTE} && f=$(mktemp /tmp/croft-apply.XXXXXX) && cat > "$f" && '
+        # In /run, where only root writes (nobody can plant a link at the name), not under
+        # /usr/local/croft: a reset removes that directory. $$: this shell's, unique while it runs.
+        "f=/run/croft-apply.$$ && "
+        # Exactly the script's bytes (fullblock: a pipe gives them in pieces); the rest of stdin
+        # is the files, which apply.sh reads.
+        f'dd of="$f" bs={len(data)} count=1 iflag=fullblock status=none && '
         # setsid: the switch must finish even if this SSH session dies (the client was killed).
         'setsid -w sh "$f" > "$f.log" 2>&1; rc=$?; cat "$f.log"; rm -f "$f" "$f.log"; exit $rc'
     )
-    result = conn.run(remote, input=script, check=False, timeout=600)
+
+    def write(stream: IO[bytes]) -> None:
+        stream.write(data)
+        if send is not None:
+            send(stream)
+
+    result = run_streaming(conn.command(remote), write, timeout=3600)
     if result.returncode == 255:
         raise DeployFailed(f"lost the connection to {conn}: {result.stderr.strip()}")
     return result.returncode, result.stdout
@@ -221,70 +273,104 @@ def deploy(
     dry_run: bool = False,
     progress: Progress = lambda stage: None,
 ) -> Outcome:
-    """Make the machine's live generation match its built tree."""
+    """Make the machine's live generation match its built tree.
+
+    When croft remembers what it left live there, and has that generation's manifest, it
+    sends the switch at once: one round trip, which apply.sh refuses (changing nothing) if the
+    machine is not as croft remembers it. Then, or without a memory, it reads the live state
+    first, and switches from there.
+    """
     progress("connecting")
     conn = connect(site, machine)
+    known = recall(site, machine.name)
+    if known is not None and known.digest not in (None, built.digest) and not dry_run:
+        cached = _manifest_cache(site, known.digest)
+        if cached.exists():
+            outcome = _switch(site, machine, built, conn, known, Manifest.load(cached), rollback, progress)
+            if outcome is not None:
+                return outcome
     state = read_state(conn)
+    remember(site, machine.name, state)
     outcome = Outcome(machine.name, "unchanged", state.live)
     if state.digest == built.digest:
         return outcome
+    old = fetch_manifest(site, conn, machine.name, state.live, state.digest)
+    if dry_run:
+        outcome.changes = plan.file_changes(old, built.manifest)
+        outcome.actions = plan.unit_actions(old, built.manifest, outcome.changes)
+        outcome.status = "planned"
+        outcome.conflicts = find_conflicts(conn, old, built.manifest, adopted_paths(site, machine))
+        return outcome
+    switched = _switch(site, machine, built, conn, state, old, rollback, progress)
+    if switched is None:  # changed since it was read, a moment ago: another deploy
+        return Outcome(
+            machine.name, "failed", state.live,
+            message="the machine changed since croft read it (another deploy?); run the command again",
+        )  # fmt: skip
+    return switched
+
+
+def _switch(
+    site: Site,
+    machine: Machine,
+    built: BuildResult,
+    conn: Connection,
+    state: LiveState,
+    old: Manifest,
+    rollback: bool,
+    progress: Progress,
+) -> Outcome | None:
+    """Switch the machine from `state` (with manifest `old`) to the build, sending the files
+    with the switch. None when the machine is not in that state (nothing changed)."""
     manifest = built.manifest
-    old = fetch_manifest(site, conn, machine.name, state.live)
+    outcome = Outcome(machine.name, "deployed", state.live)
     outcome.changes = plan.file_changes(old, manifest)
     outcome.actions = plan.unit_actions(old, manifest, outcome.changes)
-    if dry_run:
-        outcome.status = "planned"
-        outcome.conflicts = find_conflicts(conn, old, manifest, adopted_paths(site, machine))
-        return outcome
     generation = max(state.generations, default=0) + 1
-    progress("sending")
-    local = build_dir(site, machine.name)
-    argv = [
-        "rsync",
-        "-rlpt",
-        "--delete",
-        "--mkpath",
-        # Owners are not sent: the files belong to the target's root, not to the builder's user.
-        "--no-owner",
-        "--no-group",
-        # Built files' times come from their content (see croft.build.builder): compared to the
-        # nanosecond, equal times mean equal content.
-        "--modify-window=-1",
-        "-e",
-        conn.rsync_shell(),
-    ]
-    if state.live is not None:
-        # Unchanged files are hard links to the live generation: only the delta travels.
-        argv.append(f"--link-dest={REMOTE}/generations/{state.live}")
-    # A directory of this deploy's own: another deploy of the machine (another copy of the
-    # site) sends into its own, and apply.sh switches to at most one of them, under its lock.
-    incoming = f".incoming-{secrets.token_hex(8)}"
-    argv += [f"{local}/", f"{conn.destination}:{REMOTE}/generations/{incoming}/"]
-    run(argv, timeout=3600)
-    progress("applying")
     expect = str(state.live) if state.live is not None else "none"
+    # Confirm or revert guards what can lock croft out: units started, stopped, restarted or
+    # reloaded, systemd reloaded. A switch that only changes files' contents runs nothing.
+    confirm = site.config.deploy.confirm_seconds if outcome.actions else 0
     script = apply_script(
-        steps=plan.steps(old, manifest, str(generation)),
-        back=plan.steps(manifest, old, expect),
+        steps=plan.steps(old, manifest, str(generation), outcome.changes, outcome.actions),
+        back=plan.steps(manifest, old, expect, outcome.changes.reversed()),
         generation=str(generation),
         expect=expect,
-        incoming=incoming,
+        expect_digest=state.digest or "",
+        receive=(built.digest, transfer.dropped(old, manifest)),
         rollback=rollback,
         reset=False,
         settle=site.config.deploy.settle_seconds,
         keep=site.config.deploy.keep_generations,
         adopt=adopted_paths(site, machine),
-        confirm=site.config.deploy.confirm_seconds,
+        confirm=confirm,
     )
-    started = time.monotonic()
-    code, log = run_apply(conn, script)
+    local = build_dir(site, machine.name)
+    paths = transfer.sent(old, manifest)
+
+    def send(stream: IO[bytes]) -> None:
+        transfer.write(stream, local, paths)
+        progress("applying")
+
+    progress("sending")
+    code, log = run_apply(conn, script, send)
+    if code == STALE and "croft-stale:" in log:
+        forget(site, machine.name)
+        return None
+    started = time.monotonic()  # (the revert timer starts as apply.sh ends)
     outcome.generation = generation if code == 0 else state.live
-    outcome.status = "deployed"
-    _remember(site, manifest)
+    _cache_manifest(site, manifest)
     _parse_log(outcome, code, log)
-    if code == 0 and site.config.deploy.confirm_seconds:
+    generations = [*state.generations, generation]
+    if code == 0 and confirm:
         progress("confirming")
-        _confirm(conn, outcome, generation, state.live, started + site.config.deploy.confirm_seconds)
+        _confirm(conn, outcome, generation, state.live, started + confirm)
+    if outcome.generation == generation:
+        remember(site, machine.name, LiveState(generation, generations, built.digest))
+    elif code in (0, 1):  # rolled back (by apply.sh, or by the revert timer)
+        remember(site, machine.name, LiveState(state.live, generations, state.digest))
+    else:
+        forget(site, machine.name)
     return outcome
 
 
@@ -378,16 +464,17 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
     outcome.changes = plan.file_changes(current, target)
     outcome.actions = plan.unit_actions(current, target, outcome.changes)
     script = apply_script(
-        steps=plan.steps(current, target, str(to)),
-        back=plan.steps(target, current, str(state.live)),
+        steps=plan.steps(current, target, str(to), outcome.changes, outcome.actions),
+        back=plan.steps(target, current, str(state.live), outcome.changes.reversed()),
         generation=str(to),
         expect=str(state.live),
-        incoming=None,
+        receive=None,
         rollback=True,
         reset=False,
         settle=site.config.deploy.settle_seconds,
         keep=site.config.deploy.keep_generations,
     )
+    forget(site, machine.name)
     code, log = run_apply(conn, script)
     if code != 0:
         outcome.generation = state.live
@@ -406,17 +493,18 @@ def reset(site: Site, machine: Machine, *, purge: bool = False) -> Outcome:
     outcome.actions = plan.unit_actions(current, nothing, outcome.changes)
     expect = str(state.live) if state.live is not None else "none"
     script = apply_script(
-        steps=plan.steps(current, nothing, "none"),
+        steps=plan.steps(current, nothing, "none", outcome.changes, outcome.actions),
         back=[],
         generation="none",
         expect=expect,
-        incoming=None,
+        receive=None,
         rollback=False,
         reset=True,
         settle=0,
         keep=1,
         purge=purge,
     )
+    forget(site, machine.name)
     code, log = run_apply(conn, script)
     return _parse_log(outcome, code, log)
 

@@ -52,6 +52,10 @@ class FileChanges:
     def __bool__(self) -> bool:
         return bool(self.added or self.changed or self.removed)
 
+    def reversed(self) -> FileChanges:
+        """The changes of the way back (file_changes with its arguments swapped)."""
+        return FileChanges(added=self.removed, changed=self.changed, removed=self.added)
+
 
 @dataclass
 class UnitActions:
@@ -137,10 +141,19 @@ def unit_actions(old: Manifest, new: Manifest, changes: FileChanges) -> UnitActi
     return actions
 
 
-def steps(old: Manifest, new: Manifest, generation: str) -> list[str]:
-    """The lines apply.sh runs to switch the target from `old` to `new` (in `generation`)."""
-    changes = file_changes(old, new)
-    actions = unit_actions(old, new, changes)
+def steps(
+    old: Manifest,
+    new: Manifest,
+    generation: str,
+    changes: FileChanges | None = None,
+    actions: UnitActions | None = None,
+) -> list[str]:
+    """The lines apply.sh runs to switch the target from `old` to `new` (in `generation`);
+    `changes` and `actions` when the caller has them already."""
+    if changes is None:
+        changes = file_changes(old, new)
+    if actions is None:
+        actions = unit_actions(old, new, changes)
     lines = [f"stop {unit}" for unit in actions.stop]
     dirs: dict[int, list[str]] = defaultdict(list)
     links: dict[str, list[str]] = defaultdict(list)

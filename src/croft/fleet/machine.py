@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from croft import wait
 from croft.errors import CroftError
 from croft.lab.network import BRIDGE, Lan
 from croft.run import run, spawn
@@ -116,12 +117,10 @@ class Container:
 
     def configure_network(self, prefix: int) -> None:
         pid = self.wait_for_init()
-        deadline = time.monotonic() + 10
         # nspawn moves host0 into the container just after it starts init: wait for it.
-        while run(["nsenter", "-t", str(pid), "-n", "ip", "link", "show", "host0"], check=False).returncode:
-            if time.monotonic() > deadline:
-                raise CroftError(f"{self.name}: no host0 interface in the container")
-            time.sleep(0.05)
+        show = ["nsenter", "-t", str(pid), "-n", "ip", "link", "show", "host0"]
+        if not wait.until(lambda: run(show, check=False).returncode == 0, 10, 0.05):
+            raise CroftError(f"{self.name}: no host0 interface in the container")
         run(
             [
                 "nsenter",
@@ -139,27 +138,29 @@ class Container:
         run(["nsenter", "-t", str(pid), "-n", "ip", "link", "set", "host0", "up"])
 
     def wait_for_init(self, timeout: float = 30) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        failed = CroftError(f"{self.name}: the container did not start; see {self.directory / 'console.log'}")
+
+        def init() -> int | None:
             pid = self.init_pid()
-            if pid is not None:
-                return pid
-            if not Path(f"/proc/{self.nspawn_pid}").exists():
-                break
-            time.sleep(0.05)
-        raise CroftError(f"{self.name}: the container did not start; see {self.directory / 'console.log'}")
+            if pid is None and not wait.alive(self.nspawn_pid):
+                raise failed
+            return pid
+
+        pid = wait.until(init, timeout, 0.05)
+        if pid is None:
+            raise failed
+        return pid
 
     def wait_for_ssh(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def answers() -> bool:
             try:
                 with socket.create_connection((self.address, 22), timeout=1) as conn:
-                    if conn.recv(4).startswith(b"SSH"):
-                        return
+                    return conn.recv(4).startswith(b"SSH")
             except OSError:
-                pass
-            time.sleep(0.1)
-        raise CroftError(f"{self.name}: sshd did not answer at {self.address}:22 within {timeout:.0f} s")
+                return False
+
+        if not wait.until(answers, timeout):
+            raise CroftError(f"{self.name}: sshd did not answer at {self.address}:22 within {timeout:.0f} s")
 
     def enter(self, *argv: str) -> str:
         """Run a command inside the container (all its namespaces) and return its output."""
@@ -171,14 +172,14 @@ class Container:
         if pid is not None:
             # SIGRTMIN+4 asks systemd to power off; repeated, since one sent while it is still
             # starting can be lost.
-            for _ in range(20):
-                try:
+            def powered_off() -> bool:
+                if not wait.alive(self.nspawn_pid):
+                    return True
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGRTMIN + 4)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.25)
-                if not Path(f"/proc/{self.nspawn_pid}").exists() or _zombie(self.nspawn_pid):
-                    break
+                return False
+
+            wait.until(powered_off, 5, 0.25)
         for cgroup in self.cgroups():
             _kill_cgroup(cgroup)
         if self.nspawn_pid:
@@ -195,13 +196,6 @@ class Container:
         for cgroup in self.cgroups():
             remove_cgroup(cgroup)
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
-    except (FileNotFoundError, IndexError):
-        return True
 
 
 def _kill_cgroup(cgroup: Path) -> None:
@@ -228,14 +222,17 @@ def remove_cgroup(cgroup: Path) -> None:
     # may still be removing its own).
     children = [Path(top) / name for top, names, _ in os.walk(cgroup, topdown=False) for name in names]
     for directory in children:
-        while directory.exists():
+
+        def removed(directory: Path = directory) -> bool:
             try:
                 directory.rmdir()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    break
+            except FileNotFoundError:
+                pass
+            except OSError:  # busy: processes still in it
                 _kill_cgroup(directory)
-                time.sleep(0.1)
+                return False
+            return True
+
+        wait.until(removed, max(0.0, deadline - time.monotonic()))
     with contextlib.suppress(OSError):
         cgroup.rmdir()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from croft import tools
+from croft import tools, wait
 from croft.errors import CroftError
 from croft.lab import lab
 from croft.serve.location import serve_config
@@ -83,8 +83,8 @@ def _provision(site: Site, machines: list[str], say: Say) -> None:
         ids[name] = workflow["id"]
         say(f"    {name}: workflow {workflow['id']} ({workflow['template']}) queued")
     seen: dict[tuple[str, str], str] = {}
-    deadline = time.monotonic() + PROVISION_TIMEOUT
-    while True:
+
+    def all_installed() -> bool:
         finished = 0
         for name, workflow_id in ids.items():
             workflow = admin.json("GET", f"/admin/v1/workflows/{workflow_id}")
@@ -99,11 +99,10 @@ def _provision(site: Site, machines: list[str], say: Say) -> None:
                     f"{name}: workflow {workflow['status']}: {workflow['message']}\n{logs[-3000:]}"
                 )
             finished += workflow["status"] == "success"
-        if finished == len(ids):
-            return
-        if time.monotonic() > deadline:
-            raise CroftError(f"provisioning took over {PROVISION_TIMEOUT} s (see `croft lab status`)")
-        time.sleep(2)
+        return finished == len(ids)
+
+    if not wait.until(all_installed, PROVISION_TIMEOUT, 2):
+        raise CroftError(f"provisioning took over {PROVISION_TIMEOUT} s (see `croft lab status`)")
 
 
 def _wait_for_ssh(site: Site, machines: list[str], say: Say) -> None:
@@ -111,13 +110,12 @@ def _wait_for_ssh(site: Site, machines: list[str], say: Say) -> None:
 
     for name in machines:
         connection = Connection(site.ssh_target(site.machines[name]), site.state_dir / "known_hosts")
-        deadline = time.monotonic() + 300
-        while connection.run("true", check=False, timeout=15).returncode != 0:
-            if time.monotonic() > deadline:
-                raise CroftError(
-                    f"{name} did not answer SSH in 300 s after its install (see its console log)"
-                )
-            time.sleep(2)
+
+        def answers(connection: Connection = connection) -> bool:
+            return connection.run("true", check=False, timeout=15).returncode == 0
+
+        if not wait.until(answers, 300, 2):
+            raise CroftError(f"{name} did not answer SSH in 300 s after its install (see its console log)")
         hostname = connection.run("hostname").stdout.strip()
         say(f"    {name}: up, hostname {hostname}")
 
@@ -170,16 +168,19 @@ def _show_services(site: Site, say: Say) -> None:
     if not checks:
         raise CroftError("the lab machines run no service with a port to check")
     for name, service_name, url in checks:
-        deadline = time.monotonic() + 60
-        while True:
+        errors: list[OSError] = []
+
+        def answer(url: str = url, errors: list[OSError] = errors) -> str | None:
             try:
                 with urllib.request.urlopen(url, timeout=10) as response:
-                    body = response.read().decode(errors="replace")
-                break
+                    return str(response.read().decode(errors="replace"))
             except OSError as error:
-                if time.monotonic() > deadline:
-                    raise CroftError(f"{service_name} on {name} ({url}) does not answer: {error}") from None
-                time.sleep(1)
+                errors[:] = [error]
+                return None
+
+        body = wait.until(answer, 60, 1)
+        if body is None:
+            raise CroftError(f"{service_name} on {name} ({url}) does not answer: {errors[-1]}")
         paragraph = re.search(r"<p>(.*?)</p>", body, re.S)
         text = paragraph.group(1) if paragraph else body.strip().splitlines()[0] if body.strip() else ""
         say(f"    {service_name} on {name} ({url}): {' '.join(text.split())[:90]}")

@@ -15,11 +15,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from croft import tools
+from croft import tools, wait
 from croft.deploy.ssh import forget_host_keys
 from croft.errors import CroftError
 from croft.lab.network import Lan
@@ -169,33 +168,22 @@ def up(site: Site, *, count: int | None = None, firmware: Firmware | None = None
 
 
 def _wait_for_serve(log: Path, pid: int) -> None:
-    deadline = time.monotonic() + 30
-    while "croft serve: http://" not in log.read_text(errors="replace"):
-        if not _alive(pid) or time.monotonic() > deadline:
+    def started() -> bool:
+        if "croft serve: http://" in log.read_text(errors="replace"):
+            return True
+        if not wait.alive(pid):
             raise CroftError(f"croft serve did not start:\n{log.read_text(errors='replace')[-2000:]}")
-        time.sleep(0.1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
         return False
-    # A zombie is not alive: it waits for its parent (not us) to reap it.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
+
+    if not wait.until(started, 30):
+        raise CroftError(f"croft serve did not start:\n{log.read_text(errors='replace')[-2000:]}")
 
 
 def _stop(pid: int, timeout: float = 10) -> None:
-    if pid <= 0 or not _alive(pid):
+    if not wait.alive(pid):
         return
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
+    if not wait.until(lambda: not wait.alive(pid), timeout):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -228,17 +216,16 @@ def power(site: Site, name: str, action: str) -> str:
     qmp = Qmp(machine.qmp_socket)
     if action == "reset":
         qmp.command("system_reset")
-    elif action in ("off", "pxe") and _alive(lab.pid):
+    elif action in ("off", "pxe") and wait.alive(lab.pid):
         qmp.command("quit")
         _stop(lab.pid)
-    if action in ("on", "pxe") and not _alive(lab.pid):
+    if action in ("on", "pxe") and not wait.alive(lab.pid):
         machine.start()
         assert machine.process is not None
         lab.pid = machine.process.pid
         _save(site, state)
-        deadline = time.monotonic() + 10
-        while qmp.status() == "off" and time.monotonic() < deadline:
-            time.sleep(0.1)  # QEMU opens its QMP socket a moment after it starts
+        # QEMU opens its QMP socket a moment after it starts.
+        wait.until(lambda: qmp.status() != "off", 10)
     return qmp.status() if action != "off" else "off"
 
 
@@ -266,7 +253,7 @@ def status(site: Site) -> list[MachineStatus]:
     return [
         MachineStatus(
             name,
-            Qmp(_machine(site, state, name).qmp_socket).status() if _alive(lab.pid) else "off",
+            Qmp(_machine(site, state, name).qmp_socket).status() if wait.alive(lab.pid) else "off",
             lab.firmware,
             site.machines[name].address,
             workflows.get(name, "-"),

@@ -8,11 +8,11 @@ import platform
 import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from croft import wait
 from croft.agent import bootconfig
 from croft.errors import CroftError
 from croft.run import spawn
@@ -142,20 +142,20 @@ class Machine:
         wrote) does not answer a wait for the next (the installed system mounting it).
         Raises with the console's end on timeout."""
         expression = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def printed() -> re.Match[str] | None:
             text = self.console.read_text(errors="replace")
             match = expression.search(text, self.seen)
-            if match:
-                self.seen = match.end()
-                return match
-            if self.process is not None and self.process.poll() is not None:
+            if match is None and self.process is not None and self.process.poll() is not None:
                 raise CroftError(f"{self.name} stopped before {pattern!r}:\n{_tail(text)}{self._stderr()}")
-            if time.monotonic() > deadline:
-                raise CroftError(
-                    f"{self.name}: no {pattern!r} on its console in {timeout:.0f} s:\n{_tail(text)}"
-                )
-            time.sleep(0.2)
+            return match
+
+        match = wait.until(printed, timeout, 0.2)
+        if match is None:
+            text = self.console.read_text(errors="replace")
+            raise CroftError(f"{self.name}: no {pattern!r} on its console in {timeout:.0f} s:\n{_tail(text)}")
+        self.seen = match.end()
+        return match
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -209,15 +209,15 @@ def _probe() -> str:
     argv = machine.argv("kvm")
     machine.console.write_bytes(b"")
     process = spawn(argv)
-    answer = "tcg"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and process.poll() is None:
-        # A kernel that gets as far as looking for its root has booted; under a broken KVM it
-        # hangs long before.
+
+    # A kernel that gets as far as looking for its root has booted; under a broken KVM it
+    # hangs long before.
+    def verdict() -> str | None:
         if "Kernel panic" in machine.console.read_text(errors="replace"):
-            answer = "kvm"
-            break
-        time.sleep(0.2)
+            return "kvm"
+        return None if process.poll() is None else "tcg"
+
+    answer = wait.until(verdict, 15, 0.2) or "tcg"
     process.kill()
     process.wait()
     shutil.rmtree(probe_dir, ignore_errors=True)

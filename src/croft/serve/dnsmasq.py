@@ -21,9 +21,9 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
+from croft import wait
 from croft.images.store import store_for
 from croft.run import spawn
 from croft.serve.inventory import Inventory
@@ -215,10 +215,8 @@ class Dnsmasq:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-            for _ in range(50):
-                time.sleep(0.1)
-                os.kill(pid, 0)
-            os.kill(pid, signal.SIGKILL)
+            if not wait.until(lambda: not wait.alive(pid), 5):
+                os.kill(pid, signal.SIGKILL)
 
     def update_hosts(self, text: str) -> bool:
         """Write the hosts directory's file if it changed; a line removed or changed restarts
