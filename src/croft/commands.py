@@ -13,7 +13,6 @@ from croft.errors import CroftError
 from croft.tools import PURPOSES
 
 if TYPE_CHECKING:
-    from croft.build.result import BuildResult
     from croft.site.model import Machine, Site
 
 
@@ -70,21 +69,23 @@ def check(ctx: click.Context, machines: tuple[str, ...], security: bool) -> None
     """Validate the whole site and report every problem at once."""
     from croft.build.builder import build
     from croft.errors import SiteError
-    from croft.site.images import check_image_trees
+    from croft.images.build import check_trees
 
     site = _load(ctx)
     build(site, site.select([]), write=False)
-    problems = check_image_trees(site.images)
+    problems = check_trees(site.images)
     if problems:
         raise SiteError(problems)
     count = len(site.machines)
     plural = "s" if count != 1 else ""
     click.echo(f"ok: {count} machine{plural}, {len(site.layers)} layers, {len(site.images)} images")
     if security:
-        from croft.systemd.security import exposures
+        from croft.deploy.security import exposures
 
         selected = site.select(machines)
-        _build_all(site, selected)
+        from croft import pipeline
+
+        pipeline.build_site(site, selected)
         click.echo("exposure (systemd-analyze security; 0 safest, 10 most exposed):")
         for machine in selected:
             for exposure in exposures(site, machine):
@@ -160,13 +161,12 @@ def build(
 ) -> None:
     """Render each machine's tree into .croft/build/<machine>/ with its manifest."""
 
-    site = _load(ctx)
     if explain:
-        click.echo(_explain(site, *explain))
+        click.echo(_explain(_load(ctx), *explain))
         return
-    from croft.cli import build_command
+    from croft import ui
 
-    build_command(str(site.root), machines, force=force)
+    ui.show_build(str(_site_root(ctx)), machines, force=force)
 
 
 def _explain(site, machine_name: str, path: str) -> str:  # type: ignore[no-untyped-def]
@@ -186,15 +186,6 @@ def _explain(site, machine_name: str, path: str) -> str:  # type: ignore[no-unty
     return "\n".join(lines)
 
 
-def _build_all(site: Site, machines: list[Machine]) -> dict[str, BuildResult]:
-    from croft.build import builder
-    from croft.build.stamp import selection_key
-
-    key = selection_key(tuple(machine.name for machine in machines))
-    results = builder.build(site, machines, record_as=key)
-    return results
-
-
 @cli.command()
 @click.argument("machines", nargs=-1)
 @click.pass_context
@@ -206,7 +197,9 @@ def diff(ctx: click.Context, machines: tuple[str, ...]) -> None:
 
     site = _load(ctx)
     selected = site.select(machines)
-    builds = _build_all(site, selected)
+    from croft import pipeline
+
+    builds = pipeline.build_site(site, selected)
     outcomes = deploy_fleet(site, selected, builds, dry_run=True)
     changed = failed = False
     for machine, outcome in zip(selected, outcomes, strict=True):
@@ -244,9 +237,9 @@ def deploy(ctx: click.Context, machines: tuple[str, ...], no_rollback: bool, wat
 
 
 def _deploy(ctx: click.Context, machines: tuple[str, ...], rollback: bool) -> bool:
-    from croft.cli import deploy_command
+    from croft import ui
 
-    return deploy_command(str(_site_root(ctx)), machines, rollback=rollback)
+    return ui.show_deploy(str(_site_root(ctx)), machines, rollback=rollback)
 
 
 @cli.command()

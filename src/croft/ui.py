@@ -128,3 +128,26 @@ def outcome_table(outcomes: list[Outcome]) -> None:
         for unit, journal in outcome.journals.items():
             print(f"{outcome.machine}: {unit} failed; its journal:")
             print(journal.rstrip())
+
+
+def show_build(root: str, machines: tuple[str, ...], *, force: bool = False) -> None:
+    """`croft build`: the pipeline's build, a line per machine that changed."""
+    from croft import pipeline
+
+    changed = pipeline.build(root, machines, force=force)
+    for machine, (written, removed) in sorted(changed.items()):
+        print(f"{machine}: {written} written, {removed} removed")
+    if not changed:
+        print("up to date")
+
+
+def show_deploy(root: str, machines: tuple[str, ...], *, rollback: bool = True) -> bool:
+    """`croft deploy`: the pipeline's build and deploy, each machine's stages as they come, then
+    the outcome's table; whether all went well."""
+    from croft import pipeline
+
+    prepared = pipeline.prepare(root, machines)
+    with live_board([m.name for m in prepared.machines]) as board:
+        outcomes = pipeline.deploy(prepared, rollback=rollback, report=board)
+    outcome_table(outcomes)
+    return all(outcome.ok for outcome in outcomes)

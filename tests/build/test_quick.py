@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from croft.build import builder, quick, sources, stamp
-from croft.cli import build_command
+from croft.ui import show_build as build_command
 from croft.site.load import load_site
 
 WWW = "layers/web/usr/local/share/www"

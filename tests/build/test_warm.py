@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from croft.build import stamp, warm
-from croft.cli import build_command
+from croft.ui import show_build as build_command
 
 PAGE = "layers/web/usr/local/share/www/index.html.j2"
 BUILT = ".croft/build/web2/root/usr/local/share/www/index.html"

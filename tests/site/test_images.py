@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from croft.site.images import check_image_trees
+from croft.images.build import check_trees
 from croft.site.load import load_site
 from tests.site.test_services import problems
 
@@ -57,6 +57,6 @@ def test_a_dangling_link_or_a_template_in_an_image_tree_is_reported(example_site
     tree.mkdir(parents=True, exist_ok=True)
     os.symlink("/nonexistent/secret", tree / "!secret")
     (tree / "motd.j2").write_text("{{ machine.name }}\n")
-    found = "\n".join(map(str, check_image_trees(load_site(example_site).images)))
+    found = "\n".join(map(str, check_trees(load_site(example_site).images)))
     assert "images/debian/etc/!secret: `!` link points nowhere (/nonexistent/secret does not exist)" in found
     assert "images/debian/etc/motd.j2: templates are not rendered in image trees" in found

@@ -67,12 +67,15 @@ def test_generated_files_join_the_tree_after_their_layer(example_site: Path) -> 
     assert "proxy (generated)" in _explain(site, "db1", f"/{drop_in}")
 
 
-def test_removing_a_service_removes_what_was_generated(example_site: Path) -> None:
-    load_site(example_site, use_cache=False)
+def test_the_build_generates_and_removing_a_service_removes_what_was_generated(example_site: Path) -> None:
+    site = load_site(example_site, use_cache=False)
     generated = example_site / ".croft/generated/notes"
+    assert not (example_site / ".croft/generated").exists()  # loading a site writes nothing
+    builder.build(site, site.select([]), write=False)  # even `croft check` composes them
     assert (generated / UNITS / "croft-proxy-notes.socket").exists()
     (example_site / "layers/notes/services/notes.toml").unlink()
-    load_site(example_site)
+    site = load_site(example_site)
+    builder.build(site, site.select([]), write=False)
     assert not generated.exists()
 
 

@@ -21,13 +21,7 @@ from typing import Any
 
 from croft import files
 from croft.build import stamp
-from croft.build.manifest import (
-    UNIT_DIR,
-    Entry,
-    Manifest,
-    install_targets,
-    unit_of,
-)
+from croft.build.manifest import Entry, Manifest, install_targets, unit_of
 from croft.build.render import TEMPLATE_SUFFIX
 from croft.build.result import BuildResult, build_dir, unchanged
 from croft.build.sources import (
@@ -41,8 +35,9 @@ from croft.build.sources import (
 )
 from croft.build.state import BuildState, Output, output_key
 from croft.errors import Problem, SiteError
+from croft.layout import UNIT_DIR
 from croft.site.model import Machine, Site
-from croft.systemd import names
+from croft.systemd import generated, names
 
 GENERATED_ORIGIN = "(croft)"
 RESERVED_VARIABLES = ("facts", "machine", "site")
@@ -151,6 +146,9 @@ def build(
         problems += _reserved_variable_problems(site, machine)
     if problems:
         raise SiteError(problems)
+    # What croft generates for services and names is composed like a layer; it is made here,
+    # in the build (loading a site writes nothing).
+    generated.write(site)
     state = open_state(site) if write else None
     try:
         if state is not None and record_as is not None and not force:

@@ -14,8 +14,6 @@ from typing import Any, Literal
 
 from croft.build.manifest_format import (
     MANIFEST_VERSION,
-    SYSUSERS_DIR,
-    UNIT_DIR,
     UNIT_SUFFIXES,
     entry_line,
     unit_of,
@@ -24,8 +22,6 @@ from croft.build.manifest_format import (
 
 __all__ = [
     "MANIFEST_VERSION",
-    "SYSUSERS_DIR",
-    "UNIT_DIR",
     "UNIT_SUFFIXES",
     "Entry",
     "Manifest",

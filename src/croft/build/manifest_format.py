@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from croft.layout import UNIT_DIR
+
 # Not `from typing import TYPE_CHECKING`: typing costs the quick path of a build ~7 ms to import.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -15,8 +17,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 MANIFEST_VERSION = 1
-UNIT_DIR = "usr/local/lib/systemd/system"
-SYSUSERS_DIR = "usr/local/lib/sysusers.d"
 UNIT_SUFFIXES = (".service", ".socket", ".timer", ".path", ".mount", ".target", ".slice")
 
 

@@ -7,7 +7,6 @@
 # other. Every program it starts costs a few milliseconds on a small machine, times every
 # machine at once: the shell's own commands (read, printf, test, globs) do what they can.
 set -u
-CROFT=/usr/local/croft
 GENERATIONS=$CROFT/generations
 TAB=$(printf '\t')
 NL='

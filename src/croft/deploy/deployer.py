@@ -20,10 +20,10 @@ from croft.build.result import BuildResult, build_dir
 from croft.deploy import plan, transfer
 from croft.deploy.ssh import Connection
 from croft.errors import CroftError
+from croft.layout import REMOTE
 from croft.run import run, run_binary, run_streaming
 from croft.site.model import Machine, Site
 
-REMOTE = "/usr/local/croft"
 STALE = 75
 """apply.sh's exit code when the machine is not in the state the switch was planned from."""
 Progress = Callable[[str], None]
@@ -186,6 +186,7 @@ def apply_script(
             rollback=False, reset=False, settle=settle, keep=keep, adopt=adopt,
         )  # fmt: skip
     variables = {
+        "CROFT": REMOTE,
         "GEN": generation,
         "EXPECT": expect,
         "EXPECT_DIGEST": expect_digest,

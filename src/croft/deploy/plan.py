@@ -24,23 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from croft.build.manifest import Entry, Manifest, unit_of
-
-SYSUSERS_DIR = "usr/local/lib/sysusers.d/"
-
-# Directories of the distribution's /usr/local: never removed, even when croft emptied them.
-DISTRO_DIRS = {
-    "usr",
-    "usr/local",
-    "usr/local/bin",
-    "usr/local/etc",
-    "usr/local/games",
-    "usr/local/include",
-    "usr/local/lib",
-    "usr/local/man",
-    "usr/local/sbin",
-    "usr/local/share",
-    "usr/local/src",
-}
+from croft.layout import DISTRO_DIRS, SYSUSERS_DIR
 
 
 @dataclass
@@ -174,7 +158,7 @@ def steps(
             lines.append(f"unlink {path}")
         elif path not in DISTRO_DIRS:
             lines.append(f"rmdir {path}")
-    if any(path.startswith(SYSUSERS_DIR) for path in changes.added + changes.changed):
+    if any(path.startswith(SYSUSERS_DIR + "/") for path in changes.added + changes.changed):
         lines.append("sysusers")  # before any unit that runs as one of them (re)starts
     if actions.daemon_reload:
         lines.append("daemon-reload")

@@ -6,17 +6,13 @@ it persists a minute after croft exits so the next command (or --watch) starts w
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 from pathlib import Path
 
+from croft.layout import cache_dir
 from croft.run import CommandError, run
 from croft.site.model import SshTarget
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("CROFT_CACHE", Path.home() / ".cache" / "croft"))
 
 
 def forget_host_keys(known_hosts: Path, addresses: list[str]) -> None:

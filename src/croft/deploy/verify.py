@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from croft.build.manifest import Manifest
-from croft.deploy.deployer import REMOTE, connect, fetch_manifest, read_state
+from croft.deploy.deployer import connect, fetch_manifest, read_state
+from croft.layout import REMOTE
 from croft.site.model import Machine, Site
 
 _SCRIPT = Path(__file__).with_name("verify.sh")

@@ -6,9 +6,9 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from croft.deploy.ssh import cache_dir
 from croft.images import arch
 from croft.images.rootfs import debootstrap
+from croft.layout import cache_dir
 from croft.run import run
 
 SUITE = "bookworm"

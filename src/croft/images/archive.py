@@ -11,8 +11,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from croft.deploy.ssh import cache_dir
 from croft.errors import CroftError
+from croft.layout import cache_dir
 from croft.run import CommandError, run
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from croft import tools
 from croft.agent import bootconfig
-from croft.errors import CroftError, SiteError
+from croft.errors import CroftError, Problem, SiteError
 from croft.images import arch, disk, initrd, kernel, overlay, rootfs, squashfs, templates
 from croft.images.archive import Archive
 from croft.images.store import Artifact, ImageManifest, Store, store_for
 from croft.run import run
-from croft.site.images import check_image_trees, image_arch, kernel_package, size_bytes
+from croft.site.images import image_arch, kernel_package, size_bytes
 from croft.site.model import Image, ImageConfig, Site
 
 # croft's image code: a change to it may change what a recipe produces, so it is part of the
@@ -38,7 +38,7 @@ def build(
     if image is None:
         known = ", ".join(sorted(site.images)) or "none"
         raise CroftError(f"no image {name!r} in {site.root / 'images'} (images: {known})")
-    problems = check_image_trees({name: image})
+    problems = check_trees({name: image})
     if problems:
         raise SiteError(problems)
     tools.require("image")
@@ -268,3 +268,23 @@ def _change(size: int, previous: ImageManifest | None, role: str) -> str:
         return ""
     delta = size - previous.artifacts[role].size
     return f" ({'+' if delta >= 0 else '-'}{_mb(abs(delta))})"
+
+
+def check_trees(images: dict[str, Image]) -> list[Problem]:
+    """Problems in the images' file trees (walked on demand: the cached site does not cover them)."""
+    from croft.build.sources import walk_whole
+
+    problems: list[Problem] = []
+    for image in images.values():
+        tree = walk_whole(image.tree, image.name)
+        problems += tree.problems
+        problems += [
+            Problem(
+                source.file,
+                "templates are not rendered in image trees",
+                hint="images are shared by machines; machine-specific files belong in layers",
+            )
+            for source in tree.sources
+            if source.kind == "template"
+        ]
+    return problems

@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from croft.deploy.ssh import cache_dir
 from croft.errors import CroftError
 from croft.images.archive import sources
+from croft.layout import cache_dir
 from croft.run import CommandError, run
 
 # Removed from every image: documentation, manuals, translations, package lists and caches (the

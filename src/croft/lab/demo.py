@@ -141,7 +141,7 @@ def _needed_images(site: Site, machines: list[str]) -> list[str]:
 
 
 def _configure(site_root: Path, machines: list[str], say: Say) -> None:
-    from croft.cli import deploy_command
+    from croft import pipeline
     from croft.facts import gather_all
 
     site = load_site(site_root)
@@ -149,8 +149,12 @@ def _configure(site_root: Path, machines: list[str], say: Say) -> None:
         if isinstance(result, CroftError):
             raise result
         say(f"    {name}: {result['os'].get('pretty_name')}, {result['nproc']} cpus")
-    if not deploy_command(str(site_root), tuple(machines)):
-        raise CroftError("croft deploy failed on a lab machine")
+    outcomes = pipeline.deploy(pipeline.prepare(str(site_root), tuple(machines)))
+    for outcome in outcomes:
+        say(f"    {outcome.machine}: {outcome.status}, generation {outcome.generation}")
+    failed = [f"{o.machine}: {o.status} {o.message}".strip() for o in outcomes if not o.ok]
+    if failed:
+        raise CroftError("croft deploy failed on a lab machine: " + "; ".join(failed))
 
 
 def _show_services(site: Site, say: Say) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Sequence
 
+from croft.nocloud import nocloud_meta_data
 from croft.serve.inventory import Known
 
 
@@ -64,12 +64,6 @@ def nocloud(known: Known, name: str) -> str | None:
     if name == "network-config":
         return json.dumps(network_config(known), indent=2) + "\n"
     return None
-
-
-def nocloud_meta_data(instance_id: str, hostname: str, ssh_keys: Sequence[str] = ()) -> str:
-    """A NoCloud seed's meta-data (for machines croft serves, and VMs croft runs)."""
-    document = {"instance-id": instance_id, "local-hostname": hostname, "public-keys": list(ssh_keys)}
-    return json.dumps(document, indent=2) + "\n"
 
 
 def network_config(known: Known) -> dict[str, object]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from croft.build.sources import walk_whole
 from croft.errors import Problem
 from croft.site.model import Image, ImageConfig
 from croft.site.tomlfile import Reporter
@@ -67,24 +66,6 @@ def check_images(images: dict[str, Image], problems: list[Problem]) -> None:
                 )
             )
         _check_recipe(image.config, images, Reporter(image.file, problems))
-
-
-def check_image_trees(images: dict[str, Image]) -> list[Problem]:
-    """Problems in the images' file trees (walked on demand: the cached site does not cover them)."""
-    problems: list[Problem] = []
-    for image in images.values():
-        tree = walk_whole(image.tree, image.name)
-        problems += tree.problems
-        problems += [
-            Problem(
-                source.file,
-                "templates are not rendered in image trees",
-                hint="images are shared by machines; machine-specific files belong in layers",
-            )
-            for source in tree.sources
-            if source.kind == "template"
-        ]
-    return problems
 
 
 def _check_recipe(config: ImageConfig, images: dict[str, Image], problem: Reporter) -> None:

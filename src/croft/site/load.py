@@ -10,11 +10,9 @@ import dataclasses
 import os
 import pickle
 import re
-import shutil
 from pathlib import Path
 from typing import Any, TypeVar
 
-from croft.build.manifest import UNIT_DIR
 from croft.errors import Problem, SiteError
 from croft.site.hardware import check_hardware, check_serve
 from croft.site.images import check_images
@@ -40,14 +38,12 @@ _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 # What a layer (or a machine's own tree) may hold at its top: the file tree under usr/, and
 # croft's own declarations.
 LAYER_RESERVED = {"layer.toml", "services"}
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 
 
 # croft's own code that the cached site depends on: the model and its checks (a newer croft may
-# find problems an older one did not), and what it generates for services and names.
-_GENERATORS = sorted(Path(__file__).parent.glob("*.py")) + [
-    Path(__file__).parents[1] / "systemd" / name for name in ("sandbox.py", "hardening.py", "names.py")
-]
+# find problems an older one did not).
+_GENERATORS = sorted(Path(__file__).parent.glob("*.py"))
 
 
 def _config_files(root: Path) -> list[Path]:
@@ -102,13 +98,11 @@ def load_site(root: Path, *, use_cache: bool = True) -> Site:
         try:
             with cache.open("rb") as stream:
                 version, cached_stamps, site = pickle.load(stream)
-            generated = all(root.is_dir() for root in _generated_trees(site))
-            if version == CACHE_VERSION and cached_stamps == stamps and generated:
+            if version == CACHE_VERSION and cached_stamps == stamps:
                 return site  # type: ignore[no-any-return]
         except (OSError, EOFError, pickle.PickleError, ValueError, TypeError, AttributeError):
             pass
     site = _load(root)
-    _generate(site)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     with tmp.open("wb") as stream:
@@ -333,31 +327,6 @@ def _with_service_files(path: Path, config: LayerConfig, problems: list[Problem]
         if service is not None:
             services[name] = service
     return dataclasses.replace(config, services=services)
-
-
-def _generated_trees(site: Site) -> list[Path]:
-    from croft.systemd import names
-
-    trees = [site.generated_dir(name) for name, layer in site.layers.items() if layer.config.services]
-    for machine in site.machines.values():
-        trees += [root for root, _ in names.trees(site, machine)]
-    return trees
-
-
-def _generate(site: Site) -> None:
-    """Write each generated tree (only when the site was validated anew: the pickle cache is
-    keyed by the same files the generated trees come from)."""
-    from croft.systemd import names, sandbox
-
-    names.write_trees(site)
-    for name, layer in site.layers.items():
-        target = site.generated_dir(name)
-        if layer.config.services:
-            units = {service.unit_name(n) for n, service in layer.config.services.items()}
-            shipped = {unit for unit in units if (layer.path / UNIT_DIR / unit).exists()}
-            sandbox.write_tree(target, sandbox.generate(layer.config.services, shipped))
-        elif target.exists():
-            shutil.rmtree(target)
 
 
 def _check_layer(path: Path, config: LayerConfig, problems: list[Problem]) -> None:

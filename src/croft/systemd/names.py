@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from croft.build.manifest import UNIT_DIR
+from croft.layout import UNIT_DIR
 from croft.site.model import Machine, ServiceConfig, Site
 from croft.systemd import sandbox
 

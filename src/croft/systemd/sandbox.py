@@ -16,12 +16,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from croft.build.manifest import UNIT_DIR
+from croft.layout import CONTAINER_ROOT, STATE_ROOT, SYSUSERS_DIR, UNIT_DIR
 from croft.site.model import ServiceConfig
 from croft.systemd import hardening
 
 DROP_IN = "croft-sandbox.conf"
-STATE_ROOT = "/var/lib/croft/state"
 
 
 def state_path(service: str, directory: str) -> str:
@@ -32,9 +31,7 @@ def state_path(service: str, directory: str) -> str:
 """Where services' state lives on a machine: one btrfs subvolume per service (mount btrfs here)."""
 STATE_TOOL = "/usr/local/lib/croft/croft-state"
 STATE_CONF_DIR = "usr/local/etc/croft/state"
-SYSUSERS_DIR = "usr/local/lib/sysusers.d"
 CONTAINER_TOOL = "/usr/local/lib/croft/croft-container"
-CONTAINER_ROOT = "/var/lib/croft/containers"
 VM_DIR = "usr/local/lib/croft/vm"
 SOCKET_PROXYD = "/lib/systemd/systemd-socket-proxyd"
 DISTRO_UNIT_DIR = "/lib/systemd/system"
@@ -189,7 +186,7 @@ def vm_seed_dir(name: str) -> str:
 def _vm_files(name: str, service: ServiceConfig) -> dict[str, GeneratedFile]:
     """A QEMU VM as a unit: its image booted with writes kept aside (and dropped at stop), a
     NoCloud seed for cloud-init, user-mode networking with the declared ports forwarded."""
-    from croft.serve.metadata import nocloud_meta_data
+    from croft.nocloud import nocloud_meta_data
 
     vm = service.vm
     assert vm is not None

@@ -1,4 +1,5 @@
 """How exposed each service is, before and after croft's sandbox: `croft check --security`.
+(Beside the deploy: it reads the machine's own unit files over its connection.)
 
 systemd-analyze scores a unit offline against a root directory. croft assembles two small
 roots per machine: the unit file alone (the distro's, fetched from the machine, or the one a
@@ -13,10 +14,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from croft.build.manifest import UNIT_DIR
 from croft.build.result import build_dir
 from croft.deploy.deployer import connect
 from croft.errors import CroftError
+from croft.layout import UNIT_DIR
 from croft.run import run
 from croft.site.model import Machine, Site
 

@@ -1,0 +1,58 @@
+"""Where things are: the paths croft owns on a target machine, and its cache on this one.
+
+The bottom of croft's packages: it imports nothing of croft's (and nothing but os), so the site
+model, the build, the generators and the deploy all read the same names, and the build's quick
+path can import it for free.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False  # not typing's: the build's quick path does not pay for importing it
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# -- on the target: paths relative to its root, as trees and manifests hold them --------------
+
+OWNED = "usr/local"
+"""Everything croft ships lies below it; the rest of the machine is its distribution's."""
+UNIT_DIR = "usr/local/lib/systemd/system"
+SYSUSERS_DIR = "usr/local/lib/sysusers.d"
+
+DISTRO_DIRS = frozenset(
+    {
+        "usr",
+        "usr/local",
+        "usr/local/bin",
+        "usr/local/etc",
+        "usr/local/games",
+        "usr/local/include",
+        "usr/local/lib",
+        "usr/local/man",
+        "usr/local/sbin",
+        "usr/local/share",
+        "usr/local/src",
+    }
+)
+"""The distribution's own directories under /usr/local: never removed, even when croft emptied
+them."""
+
+# -- on the target: absolute paths ---------------------------------------------------------------
+
+REMOTE = "/usr/local/croft"
+"""croft's generations, the live link, the lock: `generations/N/root/usr/local/...`."""
+STATE_ROOT = "/var/lib/croft/state"
+"""Services' state, one btrfs subvolume (or directory) each, snapshots beside it."""
+CONTAINER_ROOT = "/var/lib/croft/containers"
+
+
+# -- on this machine -----------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """croft's cache (downloads, image roots, SSH control sockets): $CROFT_CACHE, else
+    ~/.cache/croft."""
+    from pathlib import Path
+
+    return Path(os.environ.get("CROFT_CACHE", Path.home() / ".cache" / "croft"))
