@@ -33,6 +33,29 @@ def copy_example(destination: Path, *, facts: bool = True) -> Path:
     return site
 
 
+# Markers select by cost (pyproject.toml lists them): `pytest -m "not slow"` is the quick loop.
+# What boots machines, builds images or runs a database is slow; all of it needs root.
+SLOW = {"qemu", "fleet", "images", "setup", "postgres"}
+NEEDS_ROOT = {"qemu", "fleet", "images", "setup", "postgres", "root"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by them
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        postgres = callspec is not None and callspec.params.get("database_url") == "postgresql"
+        if postgres or "postgresql_url" in getattr(item, "fixturenames", ()):
+            item.add_marker("postgres")
+        names = {mark.name for mark in item.iter_markers()}
+        if names & SLOW:
+            item.add_marker("slow")
+        if names & NEEDS_ROOT:
+            item.add_marker("root")
+            # CI runs as root: there a test that cannot run fails, never skips.
+            if os.geteuid() != 0 and os.environ.get("CI") != "true":
+                item.add_marker(pytest.mark.skip(reason="needs root (namespaces, mounts, machines)"))
+
+
 # Held from the first test that uses what is named machine-wide (network namespaces, subnets,
 # PostgreSQL's port) to the end of the session: a second test session on this machine (another
 # clone's CI, say) waits for the first rather than tripping over its namespaces.
@@ -42,8 +65,8 @@ _machine_lock: list[IO[str]] = []
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    machine_wide = any(item.iter_markers("fleet")) or any(item.iter_markers("images"))
-    if _machine_lock or not (machine_wide or "postgresql_url" in getattr(item, "fixturenames", ())):
+    machine_wide = any(any(item.iter_markers(name)) for name in ("fleet", "images", "postgres"))
+    if _machine_lock or not machine_wide:
         return
     lock = open(MACHINE_LOCK, "w")  # noqa: SIM115 (held until the process ends)
     try:

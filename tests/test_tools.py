@@ -80,6 +80,7 @@ def test_run_names_the_package_of_a_command_it_cannot_find() -> None:
         os.environ["PATH"] = path
 
 
+@pytest.mark.root
 def test_serve_without_ipxe_says_which_package_to_install() -> None:
     # The failure a fresh machine met: setup did not install ipxe, and croft serve died with a
     # FileNotFoundError traceback. Here /usr/lib/ipxe is hidden in a mount namespace of its own.

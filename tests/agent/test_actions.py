@@ -18,7 +18,7 @@ from croft.lab.qemu import Firmware, Machine
 from croft.run import run, spawn
 from tests.images.conftest import INSTALLED_ROOT
 
-pytestmark = pytest.mark.images
+pytestmark = [pytest.mark.images, pytest.mark.qemu]
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from croft.build import builder, quick, sources, stamp
-from croft.ui import show_build as build_command
 from croft.site.load import load_site
+from croft.ui import show_build as build_command
 
 WWW = "layers/web/usr/local/share/www"
 

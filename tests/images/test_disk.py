@@ -18,7 +18,7 @@ from croft.run import run
 from croft.site.load import load_site
 from tests.images.conftest import INSTALLED_ROOT, SITE
 
-pytestmark = pytest.mark.images
+pytestmark = [pytest.mark.images, pytest.mark.qemu]
 
 
 @pytest.mark.parametrize("firmware", ["bios", "uefi"])

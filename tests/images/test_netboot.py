@@ -12,7 +12,7 @@ from croft.images.store import ImageManifest, Store
 from croft.lab.qemu import Machine
 from tests.images.conftest import SERVER, BootLan
 
-pytestmark = pytest.mark.images
+pytestmark = [pytest.mark.images, pytest.mark.qemu]
 
 MAC = "52:54:00:78:00:10"
 

@@ -22,7 +22,7 @@ from croft.lab.qemu import Firmware, Machine
 from croft.run import spawn
 from tests.images.conftest import INSTALLED_ROOT, SITE
 
-pytestmark = pytest.mark.images
+pytestmark = [pytest.mark.images, pytest.mark.qemu]
 
 NETNS = "croftservetest"
 ROUTER_NETNS = "croftrouter"

@@ -38,6 +38,3 @@ class Inventory:
                 self.by_mac[interface.mac.lower()] = known
                 if known.ip is not None:
                     self.by_ip[known.ip] = known
-
-    def machine_ips(self, name: str) -> set[str]:
-        return {ip for ip, known in self.by_ip.items() if known.machine.name == name}

@@ -28,7 +28,6 @@ def state_path(service: str, directory: str) -> str:
     return f"{STATE_ROOT}/{service}/current{directory}"
 
 
-"""Where services' state lives on a machine: one btrfs subvolume per service (mount btrfs here)."""
 STATE_TOOL = "/usr/local/lib/croft/croft-state"
 STATE_CONF_DIR = "usr/local/etc/croft/state"
 CONTAINER_TOOL = "/usr/local/lib/croft/croft-container"

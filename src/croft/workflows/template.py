@@ -22,22 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from croft.agent.actions import ACTIONS
 from croft.errors import Problem, SiteError, template_syntax_hint
 from croft.site.model import STRICT, Machine, Site
 
-# The actions croft's agent runs (croft/agent/actions.py); `command:` runs anything else.
-BUILTIN_ACTIONS = (
-    "wipe-disk",
-    "partition",
-    "image-to-disk",
-    "archive-to-disk",
-    "btrfs-receive",
-    "write-file",
-    "install-bootloader",
-    "exec",
-    "kexec",
-    "reboot",
-)
+# The actions croft's agent runs, by the agent's own list; `command:` runs anything else.
+BUILTIN_ACTIONS = tuple(ACTIONS)
 
 
 @dataclass(frozen=True)
