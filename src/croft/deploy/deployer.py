@@ -17,7 +17,8 @@ from typing import IO
 
 from croft.build.manifest import Manifest, empty
 from croft.build.result import BuildResult, build_dir
-from croft.deploy import plan, transfer
+from croft.deploy import plan, remote, transfer
+from croft.deploy.remote import Generation, LiveState
 from croft.deploy.ssh import Connection
 from croft.errors import CroftError
 from croft.layout import REMOTE
@@ -27,23 +28,6 @@ from croft.site.model import Machine, Site
 STALE = 75
 """apply.sh's exit code when the machine is not in the state the switch was planned from."""
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Generation:
-    number: int
-    created: str = ""
-    by: str = ""
-    digest: str = ""
-    status: str = ""
-    live: bool = False
-
-
-@dataclass
-class LiveState:
-    live: int | None
-    generations: list[int]
-    digest: str | None
 
 
 @dataclass
@@ -75,23 +59,7 @@ def connect(site: Site, machine: Machine) -> Connection:
 
 
 def read_state(conn: Connection) -> LiveState:
-    # The shell's own commands only (read, echo, a glob): this is all a no-op deploy runs. The
-    # live generation is named by the first line of its info (generation=N), as apply.sh reads it.
-    script = (
-        f"cd {REMOTE} 2>/dev/null || exit 0; "
-        'if IFS= read -r first < live/info; then echo "${first#generation=}"; fi 2>/dev/null; echo @@; '
-        'for g in generations/*; do echo "${g#generations/}"; done; echo @@; '
-        'if IFS= read -r digest < live/digest; then echo "$digest"; fi 2>/dev/null; true'
-    )
-    out = conn.run(script).stdout
-    parts = ([*out.split("@@\n"), "", "", ""])[:3]
-    live = parts[0].strip()
-    numbers = sorted(int(n) for n in parts[1].split() if n.isdigit())
-    return LiveState(
-        live=int(live) if live.isdigit() else None,
-        generations=numbers,
-        digest=parts[2].strip() or None,
-    )
+    return remote.parse_state(conn.run(remote.state_script()).stdout)
 
 
 def _manifest_cache(site: Site, digest: str) -> Path:
@@ -420,27 +388,7 @@ def adopted_paths(site: Site, machine: Machine) -> tuple[str, ...]:
 
 
 def generations(site: Site, machine: Machine) -> list[Generation]:
-    conn = connect(site, machine)
-    script = (
-        f"cd {REMOTE}/generations 2>/dev/null || exit 0; live=$(readlink ../live); "
-        "for g in $(ls | grep -E '^[0-9]+$' | sort -n); do cat $g/info; "
-        'echo status=$(cat $g/status 2>/dev/null); [ generations/$g = "$live" ] && echo live=1; echo @@; done'
-    )
-    found = []
-    for block in conn.run(script).stdout.split("@@\n"):
-        info = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
-        if "generation" in info:
-            found.append(
-                Generation(
-                    number=int(info["generation"]),
-                    created=info.get("created", ""),
-                    by=info.get("by", ""),
-                    digest=info.get("digest", ""),
-                    status=info.get("status", ""),
-                    live=info.get("live") == "1",
-                )
-            )
-    return found
+    return remote.parse_generations(connect(site, machine).run(remote.generations_script()).stdout)
 
 
 def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
