@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from croft.images.store import ImageManifest, Store
-from croft.lab.qemu import Firmware, Machine
+from croft.lab.qemu import Firmware, VirtualMachine
 from croft.run import run, spawn
 from tests.images.conftest import INSTALLED_ROOT
 
@@ -69,7 +69,7 @@ def action(name: str, **env: str) -> str:
 
 
 def boot(image: Path, workdir: Path, firmware: Firmware) -> None:
-    machine = Machine(f"installed-{firmware}", workdir, firmware=firmware, disks=[image])
+    machine = VirtualMachine(f"installed-{firmware}", workdir, firmware=firmware, disks=[image])
     machine.start()
     try:
         machine.wait_for(INSTALLED_ROOT, 120)

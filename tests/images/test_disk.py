@@ -13,7 +13,7 @@ import pytest
 from croft.images.build import build
 from croft.images.rootfs import mounted
 from croft.images.store import ImageManifest, Store
-from croft.lab.qemu import Firmware, Machine
+from croft.lab.qemu import Firmware, VirtualMachine
 from croft.run import run
 from croft.site.load import load_site
 from tests.images.conftest import INSTALLED_ROOT, SITE
@@ -29,7 +29,7 @@ def test_the_raw_image_boots_from_disk_to_multi_user(
     disk = tmp_path / "disk.raw"
     run(["zstd", "-q", "-d", "-o", disk, store.path(raw.sha256)])
     assert disk.stat().st_size == raw.extra["size"]
-    machine = Machine(f"disk-{firmware}", tmp_path, firmware=firmware, disks=[disk])
+    machine = VirtualMachine(f"disk-{firmware}", tmp_path, firmware=firmware, disks=[disk])
     machine.start()
     try:
         machine.wait_for(INSTALLED_ROOT, 120)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from croft.images.store import ImageManifest, Store
-from croft.lab.qemu import Machine
+from croft.lab.qemu import VirtualMachine
 from tests.images.conftest import SERVER, BootLan
 
 pytestmark = [pytest.mark.images, pytest.mark.qemu]
@@ -19,10 +19,10 @@ MAC = "52:54:00:78:00:10"
 
 def netboot(
     images: dict[str, ImageManifest], store: Store, lan: BootLan, workdir: Path, overlays: str
-) -> Machine:
+) -> VirtualMachine:
     kernel = images["initrd"].artifacts
     base = images["netboot"].artifacts["squashfs"].sha256
-    machine = Machine(
+    machine = VirtualMachine(
         "netboot",
         workdir,
         kernel=store.path(kernel["kernel"].sha256),

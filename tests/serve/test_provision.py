@@ -18,7 +18,7 @@ import pytest
 
 from croft.images.store import ImageManifest
 from croft.lab.network import Lan
-from croft.lab.qemu import Firmware, Machine
+from croft.lab.qemu import Firmware, VirtualMachine
 from croft.run import spawn
 from tests.images.conftest import INSTALLED_ROOT, SITE
 
@@ -146,7 +146,7 @@ def test_a_bare_machine_is_installed_and_boots_its_disk(
         disk = tmp_path / "disk.raw"
         with disk.open("wb") as file:
             file.truncate(2 << 30)
-        machine = Machine(
+        machine = VirtualMachine(
             "lab1", tmp_path, firmware=firmware, disks=[disk], tap="tap0", mac="52:54:00:78:00:21",
             netns=NETNS, boot="network", reboot=True,
         )  # fmt: skip
@@ -186,7 +186,7 @@ def test_an_arm64_machine_is_installed_and_boots_its_disk(
             file.truncate(1 << 30)
         # Disk first, as croft lab boots machines: the empty disk falls through to the network,
         # the installed one boots at once.
-        machine = Machine(
+        machine = VirtualMachine(
             "arm1", tmp_path, arch="aarch64", disks=[disk], tap="tap0", mac="52:54:00:78:00:31",
             netns=NETNS, reboot=True,
         )  # fmt: skip

@@ -15,7 +15,7 @@ from pathlib import Path
 from croft import tools
 from croft.agent import bootconfig
 from croft.errors import CroftError, Problem, SiteError
-from croft.images import arch, disk, initrd, kernel, overlay, rootfs, squashfs, templates
+from croft.images import arch, disk, initrd, kernel, overlay, rootfs, squashfs, streams
 from croft.images.archive import Archive
 from croft.images.store import Artifact, ImageManifest, Store, store_for
 from croft.run import run
@@ -168,7 +168,7 @@ def _disk(
         artifacts["tar.zst"] = store.add(work / "root.tar.zst", kernel=linux.version, cmdline=cmdline)
     if "btrfs" in config.outputs:
         step("btrfs snapshot and send streams (zstd)")
-        with templates.opened(store.root) as store_templates:
+        with streams.opened(store.root) as store_templates:
             parent = previous.recipe if previous is not None and "btrfs.zst" in previous.artifacts else None
             if parent is not None and not store_templates.snapshot(image.name, parent).exists():
                 parent = None

@@ -1,6 +1,6 @@
 """Disk images for installation: a root filesystem with Debian's kernel package, as
 (a) a raw GPT disk that boots with UEFI (systemd-boot) and on x86 with BIOS (syslinux), (b) a tar.zst of the
-root, and (c, d) btrfs send streams (see templates.py).
+root, and (c, d) btrfs send streams (see streams.py).
 
 The raw image is assembled without mounting anything: the ESP is a FAT image filled with mtools,
 the root is written by `mkfs.ext4 -d` straight into its place in the disk file.

@@ -22,7 +22,7 @@ from croft import tools, wait
 from croft.deploy.ssh import forget_host_keys
 from croft.errors import CroftError
 from croft.lab.network import Lan
-from croft.lab.qemu import Firmware, Machine
+from croft.lab.qemu import Firmware, VirtualMachine
 from croft.lab.qmp import Qmp
 from croft.run import spawn
 from croft.serve.location import serve_config
@@ -87,11 +87,11 @@ def _lan(site: Site, state: LabState) -> Lan:
     )
 
 
-def _machine(site: Site, state: LabState, name: str, *, network_first: bool = False) -> Machine:
+def _machine(site: Site, state: LabState, name: str, *, network_first: bool = False) -> VirtualMachine:
     lab = state.machines[name]
     hardware = site.machines[name].config.hardware
     assert hardware is not None
-    return Machine(
+    return VirtualMachine(
         name,
         lab_dir(site),
         arch=hardware.arch,

@@ -27,7 +27,7 @@ Arch = Literal["x86_64", "aarch64"]
 
 
 @dataclass
-class Machine:
+class VirtualMachine:
     """One QEMU machine. Its console is written to `console`; `wait_for` reads it."""
 
     name: str
@@ -203,7 +203,7 @@ def _probe() -> str:
     kernel = fetch(Archive("bookworm", DEFAULT_MIRROR, "amd64"), "linux-image-amd64")
     probe_dir = Path("/run/croft/kvm-probe.d")
     probe_dir.mkdir(parents=True, exist_ok=True)
-    machine = Machine(
+    machine = VirtualMachine(
         "kvm-probe", probe_dir, memory_mb=256, cpus=1, kernel=kernel.vmlinuz, append="root=/dev/nonexistent"
     )
     argv = machine.argv("kvm")

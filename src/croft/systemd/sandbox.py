@@ -56,7 +56,7 @@ def wanted_by(target: str, unit: str, to: str | None = None) -> dict[str, Genera
     (a unit of the distribution's)."""
     if to is None:
         prefix, at, rest = unit.partition("@")
-        to = f"../{prefix}@{rest[rest.index('.'):]}" if at else f"../{unit}"
+        to = f"../{prefix}@{rest[rest.index('.') :]}" if at else f"../{unit}"
     return {f"{UNIT_DIR}/{target}.wants/{unit}": GeneratedFile(to, link=True)}
 
 

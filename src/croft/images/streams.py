@@ -1,4 +1,4 @@
-"""The template store: every disk image's root as a read-only btrfs snapshot, one per version,
+"""The stream store: every disk image's root as a read-only btrfs snapshot, one per version,
 so an image ships as a full `btrfs send` stream and as an incremental one from the version
 before it (the Butterknife model: a machine already running version N receives only the change).
 
