@@ -15,7 +15,7 @@ ORDER = [
     {"systemd"},
     {"build"},
     {"deploy"},
-    {"pipeline", "facts", "snapshots"},
+    {"pipeline", "snapshots"},
     {"images"},
     {"workflows"},
     {"serve"},

@@ -128,7 +128,7 @@ def doctor(purposes: tuple[str, ...], quiet: bool) -> None:
 @click.pass_context
 def facts(ctx: click.Context, machines: tuple[str, ...], refresh: bool) -> None:
     """Gather facts over SSH into facts/<machine>.json (one round trip per machine)."""
-    from croft.facts import gather_all
+    from croft.deploy.facts import gather_all
 
     site = _load(ctx)
     failed = False

@@ -142,7 +142,7 @@ def _needed_images(site: Site, machines: list[str]) -> list[str]:
 
 def _configure(site_root: Path, machines: list[str], say: Say) -> None:
     from croft import pipeline
-    from croft.facts import gather_all
+    from croft.deploy.facts import gather_all
 
     site = load_site(site_root)
     for name, result in gather_all(site, site.select(machines), refresh=True).items():
