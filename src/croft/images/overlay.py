@@ -10,6 +10,7 @@ from croft.errors import CroftError
 from croft.images import rootfs, squashfs
 from croft.images.initrd import pack_cpio
 from croft.site.model import ImageConfig
+from croft.systemd.unitfile import unit_file
 
 
 def build(config: ImageConfig, tree: Path, base_squashfs: Path, work: Path, output: Path) -> None:
@@ -35,23 +36,23 @@ def build(config: ImageConfig, tree: Path, base_squashfs: Path, work: Path, outp
 
 AGENT_SOURCE = Path(__file__).parents[1] / "agent"
 AGENT_HOME = "usr/local/lib/croft-agent"
-AGENT_UNIT = """\
-[Unit]
-Description=croft provisioning agent (runs this machine's workflow)
-
-[Service]
-Environment=PYTHONPATH=/{home}
-ExecStart=/usr/bin/python3 -m croft_agent.agent
-# Its progress on the console too: the place to look at a machine being installed.
-StandardOutput=journal+console
-StandardError=journal+console
-# It exits 0 when the workflow is finished; anything else is worth another try.
-Restart=on-failure
-RestartSec=2
-
-[Install]
-WantedBy=multi-user.target
-"""
+AGENT_UNIT = unit_file(
+    "",
+    {
+        "Unit": ["Description=croft provisioning agent (runs this machine's workflow)"],
+        "Service": [
+            "Environment=PYTHONPATH=/{home}",
+            "ExecStart=/usr/bin/python3 -m croft_agent.agent",
+            "# Its progress on the console too: the place to look at a machine being installed.",
+            "StandardOutput=journal+console",
+            "StandardError=journal+console",
+            "# It exits 0 when the workflow is finished; anything else is worth another try.",
+            "Restart=on-failure",
+            "RestartSec=2",
+        ],
+        "Install": ["WantedBy=multi-user.target"],
+    },
+)
 
 
 def install_agent(root: Path) -> None:
