@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from croft.build.manifest import Manifest, empty
 from croft.build.result import BuildResult, build_dir
@@ -233,6 +233,38 @@ def find_conflicts(conn: Connection, old: Manifest, new: Manifest, adopt: tuple[
     return conn.run(f"sh -s -- {REMOTE}", input=script).stdout.splitlines()
 
 
+def planned(outcome: Outcome, old: Manifest, new: Manifest) -> Outcome:
+    """The outcome with what going from `old` to `new` changes: files, and units."""
+    outcome.changes = plan.file_changes(old, new)
+    outcome.actions = plan.unit_actions(old, new, outcome.changes)
+    return outcome
+
+
+def run_switch(
+    conn: Connection,
+    outcome: Outcome,
+    old: Manifest,
+    new: Manifest,
+    *,
+    generation: str,
+    expect: str,
+    back: bool = True,
+    send: Callable[[IO[bytes]], None] | None = None,
+    **options: Any,
+) -> tuple[int, str]:
+    """The switch from `old` to `new` on the machine, for deploy, rollback and reset alike: the
+    plan (computed once, in a planned outcome) forward and, with `back`, the way back; then
+    apply.sh with `options` (see apply_script). Its exit code and log."""
+    script = apply_script(
+        steps=plan.steps(old, new, generation, outcome.changes, outcome.actions),
+        back=plan.steps(new, old, expect, outcome.changes.reversed()) if back else [],
+        generation=generation,
+        expect=expect,
+        **options,
+    )
+    return run_apply(conn, script, send)
+
+
 def deploy(
     site: Site,
     machine: Machine,
@@ -265,8 +297,7 @@ def deploy(
         return outcome
     old = fetch_manifest(site, conn, machine.name, state.live, state.digest)
     if dry_run:
-        outcome.changes = plan.file_changes(old, built.manifest)
-        outcome.actions = plan.unit_actions(old, built.manifest, outcome.changes)
+        planned(outcome, old, built.manifest)
         outcome.status = "planned"
         outcome.conflicts = find_conflicts(conn, old, built.manifest, adopted_paths(site, machine))
         return outcome
@@ -292,28 +323,12 @@ def _switch(
     """Switch the machine from `state` (with manifest `old`) to the build, sending the files
     with the switch. None when the machine is not in that state (nothing changed)."""
     manifest = built.manifest
-    outcome = Outcome(machine.name, "deployed", state.live)
-    outcome.changes = plan.file_changes(old, manifest)
-    outcome.actions = plan.unit_actions(old, manifest, outcome.changes)
+    outcome = planned(Outcome(machine.name, "deployed", state.live), old, manifest)
     generation = max(state.generations, default=0) + 1
     expect = str(state.live) if state.live is not None else "none"
     # Confirm or revert guards what can lock croft out: units started, stopped, restarted or
     # reloaded, systemd reloaded. A switch that only changes files' contents runs nothing.
     confirm = site.config.deploy.confirm_seconds if outcome.actions else 0
-    script = apply_script(
-        steps=plan.steps(old, manifest, str(generation), outcome.changes, outcome.actions),
-        back=plan.steps(manifest, old, expect, outcome.changes.reversed()),
-        generation=str(generation),
-        expect=expect,
-        expect_digest=state.digest or "",
-        receive=(built.digest, transfer.dropped(old, manifest)),
-        rollback=rollback,
-        reset=False,
-        settle=site.config.deploy.settle_seconds,
-        keep=site.config.deploy.keep_generations,
-        adopt=adopted_paths(site, machine),
-        confirm=confirm,
-    )
     local = build_dir(site, machine.name)
     paths = transfer.sent(old, manifest)
 
@@ -322,7 +337,20 @@ def _switch(
         progress("applying")
 
     progress("sending")
-    code, log = run_apply(conn, script, send)
+    code, log = run_switch(
+        conn, outcome, old, manifest,
+        generation=str(generation),
+        expect=expect,
+        send=send,
+        expect_digest=state.digest or "",
+        receive=(built.digest, transfer.dropped(old, manifest)),
+        rollback=rollback,
+        reset=False,
+        settle=site.config.deploy.settle_seconds,
+        keep=site.config.deploy.keep_generations,
+        adopt=adopted_paths(site, machine),
+        confirm=confirm,
+    )  # fmt: skip
     if code == STALE and "croft-stale:" in log:
         forget(site, machine.name)
         return None
@@ -407,14 +435,12 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
         raise CroftError(
             f"{machine.name}: no generation {to} (there are: {', '.join(map(str, sorted(known)))})"
         )
-    current = fetch_manifest(site, conn, machine.name, state.live)
+    current = fetch_manifest(site, conn, machine.name, state.live, state.digest)
     target = fetch_manifest(site, conn, machine.name, to)
-    outcome = Outcome(machine.name, "deployed", to)
-    outcome.changes = plan.file_changes(current, target)
-    outcome.actions = plan.unit_actions(current, target, outcome.changes)
-    script = apply_script(
-        steps=plan.steps(current, target, str(to), outcome.changes, outcome.actions),
-        back=plan.steps(target, current, str(state.live), outcome.changes.reversed()),
+    outcome = planned(Outcome(machine.name, "deployed", to), current, target)
+    forget(site, machine.name)
+    code, log = run_switch(
+        conn, outcome, current, target,
         generation=str(to),
         expect=str(state.live),
         receive=None,
@@ -422,9 +448,7 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
         reset=False,
         settle=site.config.deploy.settle_seconds,
         keep=site.config.deploy.keep_generations,
-    )
-    forget(site, machine.name)
-    code, log = run_apply(conn, script)
+    )  # fmt: skip
     if code != 0:
         outcome.generation = state.live
     return _parse_log(outcome, code, log)
@@ -435,26 +459,22 @@ def reset(site: Site, machine: Machine, *, purge: bool = False) -> Outcome:
     the system users croft made for services and /var/lib/croft (state, snapshots, containers)."""
     conn = connect(site, machine)
     state = read_state(conn)
-    current = fetch_manifest(site, conn, machine.name, state.live)
+    current = fetch_manifest(site, conn, machine.name, state.live, state.digest)
     nothing = empty(machine.name)
-    outcome = Outcome(machine.name, "deployed", None)
-    outcome.changes = plan.file_changes(current, nothing)
-    outcome.actions = plan.unit_actions(current, nothing, outcome.changes)
-    expect = str(state.live) if state.live is not None else "none"
-    script = apply_script(
-        steps=plan.steps(current, nothing, "none", outcome.changes, outcome.actions),
-        back=[],
+    outcome = planned(Outcome(machine.name, "deployed", None), current, nothing)
+    forget(site, machine.name)
+    code, log = run_switch(
+        conn, outcome, current, nothing,
         generation="none",
-        expect=expect,
+        expect=str(state.live) if state.live is not None else "none",
+        back=False,
         receive=None,
         rollback=False,
         reset=True,
         settle=0,
         keep=1,
         purge=purge,
-    )
-    forget(site, machine.name)
-    code, log = run_apply(conn, script)
+    )  # fmt: skip
     return _parse_log(outcome, code, log)
 
 
