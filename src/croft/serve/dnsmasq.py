@@ -24,6 +24,7 @@ import subprocess
 from pathlib import Path
 
 from croft import wait
+from croft.errors import CroftError
 from croft.images.store import store_for
 from croft.run import spawn
 from croft.serve.inventory import Inventory
@@ -199,9 +200,27 @@ class Dnsmasq:
         )
         argv = ["sh", "-c", watch, "dnsmasq"]
         argv += ["--keep-in-foreground", "--log-facility=-", f"--conf-file={self.conf}"]
-        self.process = spawn(
+        self.pid_file.unlink(missing_ok=True)
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        process = self.process = spawn(
             argv, stderr=self.log.open("ab"), die_with_parent=True, env={"PIDFILE": str(self.pid_file)}
         )
+
+        # Serving means answering: wait until dnsmasq says it started (its sockets are bound by
+        # then), so that croft serve never says it serves before DHCP and TFTP do.
+        def started() -> bool:
+            with self.log.open("rb") as stream:
+                stream.seek(offset)
+                said = stream.read().decode(errors="replace")
+            if process.poll() is not None:
+                raise CroftError(f"dnsmasq could not start: {' | '.join(said.strip().splitlines()[-3:])}")
+            try:
+                return f"dnsmasq[{int(self.pid_file.read_text())}]: started" in said
+            except (OSError, ValueError):
+                return False  # the watcher has not written its pid yet
+
+        if not wait.until(started, 10, 0.02):
+            raise CroftError(f"dnsmasq did not start within 10 s; see {self.log}")
 
     def _end_predecessor(self) -> None:
         """End the dnsmasq an earlier croft serve of this site left (its pid file names it, and
