@@ -87,9 +87,18 @@ def test_serve_without_ipxe_says_which_package_to_install() -> None:
     site = ROOT / "examples" / "homelab"
     command = f"{sys.executable} -c 'from croft.cli import main; main()' --site {site} serve"
     result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-         f"mount -t tmpfs none /usr/lib/ipxe && exec {command}"],
-        capture_output=True, text=True, timeout=60,
+        [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            f"mount -t tmpfs none /usr/lib/ipxe && exec {command}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 1
     assert "/usr/lib/ipxe/undionly.kpxe" in result.stderr and "apt-get install ipxe" in result.stderr

@@ -44,7 +44,9 @@ def test_every_kind_of_drift_is_named() -> None:
         .replace("l usr/local/bin/alias\ttool", "l usr/local/bin/alias\t/etc/passwd")
         .replace(f"L bin/tool\t{LIVE}usr/local/bin/tool\n", "")
         .replace("u app.service active success simple", "u app.service failed exit-code simple")
-        + "f 644 " + SHA + " usr/local/bin/extra\n"
+        + "f 644 "
+        + SHA
+        + " usr/local/bin/extra\n"
     )
     assert compare(manifest(), drifted) == [
         "changed: /usr/local/bin/alias (mode or target differs from the manifest)",

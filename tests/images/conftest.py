@@ -14,7 +14,7 @@ import pytest
 
 from croft.images.build import build
 from croft.images.store import ImageManifest, Store, store_for
-from croft.lab.network import Lan
+from croft.lan import Lan
 from croft.run import spawn
 from croft.site.load import load_site
 from croft.site.model import Site

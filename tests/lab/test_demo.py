@@ -52,20 +52,34 @@ def test_the_demo_provisions_configures_and_leaves_nothing_behind(
         # postinst runs it after an upgrade (here on a stale ESP), puts /boot's pair there.
         for machine in ("lab1", "lab2"):
             whole = subprocess.run(
-                [*croft, "lab", "ssh", machine,
-                 "modprobe -a kvm wireguard nf_tables bridge veth tun && "
-                 "dpkg-query -W -f '${Status}' linux-image-amd64"],
-                capture_output=True, text=True, timeout=120,
+                [
+                    *croft,
+                    "lab",
+                    "ssh",
+                    machine,
+                    "modprobe -a kvm wireguard nf_tables bridge veth tun && "
+                    "dpkg-query -W -f '${Status}' linux-image-amd64",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
             assert whole.returncode == 0 and whole.stdout.endswith("install ok installed"), whole
         updated = subprocess.run(
-            [*croft, "lab", "ssh", "lab1",
-             "mount /dev/disk/by-partlabel/esp /mnt && echo stale >/mnt/initrd.img && umount /mnt && "
-             '/etc/kernel/postinst.d/zz-croft-esp "$(uname -r)" "/boot/vmlinuz-$(uname -r)" && '
-             "mount /dev/disk/by-partlabel/esp /mnt && "
-             'cmp /mnt/initrd.img "/boot/initrd.img-$(uname -r)" && '
-             'cmp /mnt/vmlinuz "/boot/vmlinuz-$(uname -r)"; rc=$?; umount /mnt; exit $rc'],
-            capture_output=True, text=True, timeout=300,
+            [
+                *croft,
+                "lab",
+                "ssh",
+                "lab1",
+                "mount /dev/disk/by-partlabel/esp /mnt && echo stale >/mnt/initrd.img && umount /mnt && "
+                '/etc/kernel/postinst.d/zz-croft-esp "$(uname -r)" "/boot/vmlinuz-$(uname -r)" && '
+                "mount /dev/disk/by-partlabel/esp /mnt && "
+                'cmp /mnt/initrd.img "/boot/initrd.img-$(uname -r)" && '
+                'cmp /mnt/vmlinuz "/boot/vmlinuz-$(uname -r)"; rc=$?; umount /mnt; exit $rc',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert updated.returncode == 0 and "croft: the ESP boots" in updated.stdout + updated.stderr, updated
         site = load_site(site_dir)

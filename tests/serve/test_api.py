@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from croft.images.store import ImageManifest
-from croft.lab.network import Lan
+from croft.lan import Lan
 from croft.run import spawn
 from tests.images.conftest import SITE
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from croft.images.store import ImageManifest
-from croft.lab.network import Lan
 from croft.lab.qemu import Firmware, VirtualMachine
+from croft.lan import Lan
 from croft.run import spawn
 from tests.images.conftest import INSTALLED_ROOT, SITE
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from croft import files
+from croft import inplace
 from croft.build import stamp
 from croft.build.manifest import Entry, Manifest, install_targets, unit_of
 from croft.build.render import TEMPLATE_SUFFIX
@@ -326,7 +326,7 @@ def _file_hash(source: Source, taken_ns: int) -> str:
     key = (source.file, source.stamp)
     if key in _content_hashes:
         return _content_hashes[key]
-    digest = files.sha256(source.file)
+    digest = inplace.sha256(source.file)
     if not _racy(source, taken_ns):
         _content_hashes[key] = digest
     return digest
@@ -567,7 +567,7 @@ class MachineBuild:
                 self.unit_texts[path] = text
             data = text.encode()
             digest = hashlib.sha256(data).hexdigest()
-            if self.write and files.put(target, data, digest, mode):
+            if self.write and inplace.put(target, data, digest, mode):
                 self.written += 1
             return Entry("file", mode=mode, sha256=digest, origin=source.origin, units=units, secret=secret)
         if unit_of(path):
@@ -579,7 +579,7 @@ class MachineBuild:
         if cached is not None and cached.entry.sha256 == digest and os.path.isfile(target):
             os.chmod(target, mode)  # the same content (a "racy" source, looked at again)
         else:
-            digest = files.produce(source.file, target, mode)
+            digest = inplace.produce(source.file, target, mode)
             self.written += 1
         return Entry("file", mode=mode, sha256=digest, origin=source.origin, units=units, secret=secret)
 

@@ -18,7 +18,7 @@ import json
 import os
 import stat as stat_module
 
-from croft import files
+from croft import inplace
 from croft.build import stamp
 from croft.build.manifest_format import entry_line, is_unit_file, member
 from croft.build.state import BuildState, output_key
@@ -157,14 +157,14 @@ def _write(state_dir: str, redo: list[_Redo]) -> dict[str, int]:
             import hashlib
 
             digest = hashlib.sha256(output.data).hexdigest()
-            if files.put(target, output.data, digest, output.mode):
+            if inplace.put(target, output.data, digest, output.mode):
                 written[output.machine] = written.get(output.machine, 0) + 1
         else:
             unchanged = entry["mode"] == f"{output.mode:04o}" and os.path.isfile(target)
-            if unchanged and files.sha256(output.source) == entry["sha256"]:
+            if unchanged and inplace.sha256(output.source) == entry["sha256"]:
                 digest = entry["sha256"]  # looked at again (it was racy), and the same
             else:
-                digest = files.produce(output.source, target, output.mode)
+                digest = inplace.produce(output.source, target, output.mode)
                 written[output.machine] = written.get(output.machine, 0) + 1
         entry["mode"], entry["sha256"] = f"{output.mode:04o}", digest
     return written

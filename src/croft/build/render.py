@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from croft.files import StrPath
+from croft.inplace import StrPath
 
 if TYPE_CHECKING:
     import jinja2

@@ -16,7 +16,7 @@ import stat as stat_module
 import time
 from collections.abc import Iterable
 
-from croft.files import swap_in
+from croft.inplace import swap_in
 
 Stamp = tuple[int, int, int, int]
 # (path, follow symlinks, stamp); a stamp of (0, 0, 0, 0) records that the path did not exist.

@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 
-from croft import files
+from croft import inplace
 from croft.build.manifest_format import MANIFEST_VERSION, member, wanted_line
 
 # Not `from typing import TYPE_CHECKING`: typing costs the quick path of a build ~7 ms to import.
@@ -266,9 +266,9 @@ class BuildState:
     def write_manifest(self, machine: str, directory: str | os.PathLike[str]) -> None:
         """Write the machine's manifest.json and digest into its build directory."""
         text, digest = self.manifest_text(machine)
-        files.write(os.path.join(directory, "manifest.json"), text)
+        inplace.write(os.path.join(directory, "manifest.json"), text)
         # The digest alone is what a deploy reads first on the target to find it has nothing to do.
-        files.write(os.path.join(directory, "digest"), digest + "\n")
+        inplace.write(os.path.join(directory, "digest"), digest + "\n")
 
     def manifest_text(self, machine: str) -> tuple[str, str]:
         """The machine's manifest.json and its digest, assembled from the rows without parsing them.

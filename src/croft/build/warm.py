@@ -57,8 +57,8 @@ def code_stamp() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
     names = sorted(name for name in os.listdir(here) if name.endswith(".py"))
     stats = [os.stat(os.path.join(here, name)) for name in names]
-    files_module = os.stat(os.path.join(os.path.dirname(here), "files.py"))
-    return ",".join(f"{st.st_mtime_ns}:{st.st_size}" for st in [*stats, files_module])
+    inplace_module = os.stat(os.path.join(os.path.dirname(here), "inplace.py"))
+    return ",".join(f"{st.st_mtime_ns}:{st.st_size}" for st in [*stats, inplace_module])
 
 
 def ask(state_dir: str, changes: stamp.Changes) -> dict[str, int] | None:

@@ -24,6 +24,7 @@ from croft.errors import CroftError
 from croft.layout import REMOTE
 from croft.run import run, run_binary, run_streaming
 from croft.site.model import Machine, Site
+from croft.wait import until
 
 STALE = 75
 """apply.sh's exit code when the machine is not in the state the switch was planned from."""
@@ -381,22 +382,27 @@ def _confirm(
         f"systemctl stop croft-revert.timer && rm -f {REMOTE}/revert.sh && echo confirmed"
     )
     why = ""
-    while (left := revert_at - 1 - time.monotonic()) > 0:
+
+    def confirm() -> str | None:
+        nonlocal why
+        left = max(1.0, revert_at - 1 - time.monotonic())
         result = run([*conn.fresh(min(5, left)), script], check=False, timeout=left + 5)
-        if result.returncode == 0 and "confirmed" in result.stdout:
-            return
         if result.returncode == 0:
-            break  # the revert ran already
+            return "confirmed" if "confirmed" in result.stdout else "reverted"
         why = (result.stderr.strip().splitlines() or ["ssh failed"])[-1]
-        time.sleep(min(1.0, max(0.0, revert_at - 1 - time.monotonic())))
+        return None
+
+    if until(confirm, revert_at - 1 - time.monotonic(), interval=1.0) == "confirmed":
+        return
     # The timer runs the way back now; a new connection then should work again.
     time.sleep(max(0.0, revert_at + 3 - time.monotonic()))
     back = "none" if previous is None else str(previous)
-    for _ in range(30):
+
+    def reverted() -> bool:
         result = run([*conn.fresh(5), f"readlink {REMOTE}/live || echo none"], check=False, timeout=15)
-        if result.returncode == 0 and result.stdout.strip().removeprefix("generations/") == back:
-            break
-        time.sleep(2)
+        return result.returncode == 0 and result.stdout.strip().removeprefix("generations/") == back
+
+    until(reverted, 60, interval=2.0)
     outcome.status = "rolled-back"
     outcome.generation = previous
     outcome.message = (

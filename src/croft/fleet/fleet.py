@@ -15,7 +15,7 @@ from croft import tools
 from croft.errors import CroftError
 from croft.fleet.machine import Container, remove_cgroup
 from croft.fleet.rootfs import ensure_rootfs
-from croft.lab.network import Lan
+from croft.lan import Lan
 from croft.site.model import Machine, Site
 
 STATE_DIR = Path("/run/croft/fleets")

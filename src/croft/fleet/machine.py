@@ -18,7 +18,7 @@ from pathlib import Path
 
 from croft import wait
 from croft.errors import CroftError
-from croft.lab.network import BRIDGE, Lan
+from croft.lan import BRIDGE, Lan
 from croft.run import run, spawn
 
 STATE_SIZE = 256 << 20

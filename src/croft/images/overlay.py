@@ -10,6 +10,7 @@ from croft.errors import CroftError
 from croft.images import rootfs, squashfs
 from croft.images.initrd import pack_cpio
 from croft.site.model import ImageConfig
+from croft.systemd.tree import GeneratedFile, place, wanted_by
 from croft.systemd.unitfile import unit_file
 
 
@@ -36,6 +37,7 @@ def build(config: ImageConfig, tree: Path, base_squashfs: Path, work: Path, outp
 
 AGENT_SOURCE = Path(__file__).parents[1] / "agent"
 AGENT_HOME = "usr/local/lib/croft-agent"
+ETC_UNIT_DIR = "etc/systemd/system"
 AGENT_UNIT = unit_file(
     "",
     {
@@ -63,8 +65,11 @@ def install_agent(root: Path) -> None:
     package.mkdir(parents=True)
     for source in sorted(AGENT_SOURCE.glob("*.py")):
         shutil.copy2(source, package / source.name)
-    unit = root / "etc" / "systemd" / "system" / "croft-agent.service"
-    unit.write_text(AGENT_UNIT.format(home=AGENT_HOME))
-    wants = unit.parent / "multi-user.target.wants"
-    wants.mkdir(exist_ok=True)
-    (wants / unit.name).symlink_to(f"../{unit.name}")
+    # In /etc, not /usr/local: deploys own /usr/local, and the agent belongs to the image.
+    place(
+        root,
+        {
+            f"{ETC_UNIT_DIR}/croft-agent.service": GeneratedFile(AGENT_UNIT.format(home=AGENT_HOME)),
+            **wanted_by("multi-user.target", "croft-agent.service", unit_dir=ETC_UNIT_DIR),
+        },
+    )

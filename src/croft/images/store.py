@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from croft.files import sha256
+from croft.inplace import sha256
 
 if TYPE_CHECKING:
     from croft.site.model import Site

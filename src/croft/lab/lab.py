@@ -21,9 +21,9 @@ from pathlib import Path
 from croft import tools, wait
 from croft.deploy.ssh import forget_host_keys
 from croft.errors import CroftError
-from croft.lab.network import Lan
 from croft.lab.qemu import Firmware, VirtualMachine
 from croft.lab.qmp import Qmp
+from croft.lan import Lan
 from croft.run import spawn
 from croft.serve.location import serve_config
 from croft.site.model import Site

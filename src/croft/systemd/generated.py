@@ -10,6 +10,7 @@ import shutil
 from croft.layout import UNIT_DIR
 from croft.site.model import Site
 from croft.systemd import names, sandbox
+from croft.systemd.tree import write_tree
 
 
 def write(site: Site) -> None:
@@ -19,6 +20,6 @@ def write(site: Site) -> None:
         if layer.config.services:
             units = {service.unit_name(n) for n, service in layer.config.services.items()}
             shipped = {unit for unit in units if (layer.path / UNIT_DIR / unit).exists()}
-            sandbox.write_tree(target, sandbox.generate(layer.config.services, shipped))
+            write_tree(target, sandbox.generate(layer.config.services, shipped))
         elif target.exists():
             shutil.rmtree(target)

@@ -9,16 +9,13 @@ later layer or the machine can override them, and they deploy and roll back like
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shlex
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from croft.layout import CONTAINER_ROOT, STATE_ROOT, SYSUSERS_DIR, UNIT_DIR
 from croft.site.model import ServiceConfig
 from croft.systemd import hardening
+from croft.systemd.tree import GeneratedFile, wanted_by
 from croft.systemd.unitfile import unit_file
 
 DROP_IN = "croft-sandbox.conf"
@@ -41,24 +38,6 @@ WAIT_FOR_PORT = (
     "/bin/bash -c 'for i in $$(seq 200); do (: >/dev/tcp/127.0.0.1/$$1) 2>/dev/null && exit 0; "
     'sleep 0.05; done; echo "nothing listens on port $$1" >&2; exit 1\' wait-for-port'
 )
-
-
-@dataclass(frozen=True)
-class GeneratedFile:
-    content: str
-    """The file's text, or a symlink's target when `link`."""
-    mode: int = 0o644
-    link: bool = False
-
-
-def wanted_by(target: str, unit: str, to: str | None = None) -> dict[str, GeneratedFile]:
-    """The link that makes `target` start `unit`: croft's `systemctl enable`, shipped under
-    /usr/local. It points at the unit file beside it (a template's, for an instance), or at `to`
-    (a unit of the distribution's)."""
-    if to is None:
-        prefix, at, rest = unit.partition("@")
-        to = f"../{prefix}@{rest[rest.index('.') :]}" if at else f"../{unit}"
-    return {f"{UNIT_DIR}/{target}.wants/{unit}": GeneratedFile(to, link=True)}
 
 
 def proxy_name(name: str) -> str:
@@ -347,36 +326,3 @@ SNAPSHOT_TIMER = unit_file(
 )
 
 STATE_SCRIPT = (Path(__file__).parent / "croft-state.sh").read_text()
-
-
-def write_tree(root: Path, files: dict[str, GeneratedFile]) -> None:
-    """Make root hold exactly these files, rewriting only those that differ (their stats drive
-    the incremental build)."""
-    from croft import files as fs
-
-    wanted = set(files)
-    if root.is_dir():
-        for path in sorted(root.rglob("*"), reverse=True):
-            rel = path.relative_to(root).as_posix()
-            if path.is_dir() and not path.is_symlink():
-                if not any(name == rel or name.startswith(rel + "/") for name in wanted):
-                    shutil.rmtree(path)
-            elif rel not in wanted:
-                path.unlink()
-    for rel, generated in files.items():
-        path = root / rel
-        if generated.link:
-            if not (path.is_symlink() and os.readlink(path) == generated.content):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if path.is_symlink() or path.exists():
-                    path.unlink()
-                path.symlink_to(generated.content)
-                fs.stamp_content(path, hashlib.sha256(generated.content.encode()).hexdigest())
-            continue
-        try:
-            same = path.read_text() == generated.content and (path.stat().st_mode & 0o7777) == generated.mode
-        except OSError:
-            same = False
-        if not same:
-            fs.write(path, generated.content, generated.mode)
-            fs.stamp_content(path, hashlib.sha256(generated.content.encode()).hexdigest())

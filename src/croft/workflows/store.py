@@ -399,9 +399,7 @@ class WorkflowStore:
                 size = LOG_LIMIT + 1 - row.log_bytes
             db.execute(logs.insert().values(action_id=action_id, at=time.time(), data=data))
             db.execute(
-                actions.update()
-                .where(actions.c.id == action_id)
-                .values(log_bytes=actions.c.log_bytes + size)
+                actions.update().where(actions.c.id == action_id).values(log_bytes=actions.c.log_bytes + size)
             )
 
     def bind(self, workflow_id: int, address: str) -> bool:
