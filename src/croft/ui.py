@@ -120,14 +120,28 @@ def table(
 
 def outcome_table(outcomes: list[Outcome]) -> None:
     """The summary of a fleet operation: a table on a terminal, aligned plain lines otherwise."""
-    columns = ("machine", "status", "generation", "files +/~/-", "units", "message")
+    columns = ("machine", "status", "generation", "files +/~/-", "packages", "units", "message")
     rows = []
     for outcome in outcomes:
         changes = outcome.changes
         files = f"{len(changes.added)}/{len(changes.changed)}/{len(changes.removed)}"
         units = ", ".join(f"{action} {unit}" for action, unit in outcome.actions.summary())
+        packages = " ".join(
+            [f"+{name}" for name in outcome.packages.install]
+            + [f"-{name}" for name in outcome.packages.remove]
+        )
         generation = str(outcome.generation or "-")
-        rows.append((outcome.machine, outcome.status, generation, files, units or "-", outcome.message))
+        rows.append(
+            (
+                outcome.machine,
+                outcome.status,
+                generation,
+                files,
+                packages or "-",
+                units or "-",
+                outcome.message,
+            )
+        )
     styled = [(row[0], f"[{STATUS_STYLE.get(row[1], '')}]{row[1]}[/]", *row[2:]) for row in rows]
     table(columns, rows, title="croft deploy", styled=styled)
     for outcome in outcomes:

@@ -3,7 +3,10 @@ by sh against a real tree laid out as a target's /usr/local/croft (no machine, n
 
 from __future__ import annotations
 
+import fcntl
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from croft.deploy import deployer, remote
@@ -47,6 +50,8 @@ def target(tmp_path: Path, live: int | None, numbers: list[int]) -> Path:
         )
         (generation / "status").write_text("ok\n")
     (root / "generations" / ".new-99").mkdir(parents=True)  # a deploy that died mid-way
+    (root / "generations" / f".spare-{live}").mkdir()  # the next deploy's copy of the live tree
+    (root / "lock").touch()
     if live is not None:
         (root / "live").symlink_to(f"generations/{live}")
     return root
@@ -88,3 +93,16 @@ def test_apply_log_lines_become_the_outcome() -> None:
     )
     assert refused.status == "failed" and refused.conflicts == ["/usr/local/bin/tool"]
     assert refused.message.startswith("not croft's: /usr/local/bin/tool")
+
+
+def test_generations_are_read_once_apply_sh_let_go_of_the_lock(tmp_path: Path) -> None:
+    # apply.sh prunes after it answered, holding the machine's lock: a listing waits for that.
+    root = target(tmp_path, 2, [1, 2])
+    with open(root / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        listing = subprocess.Popen(["sh", "-c", remote.generations_script(str(root))], stdout=subprocess.PIPE)
+        time.sleep(0.3)
+        assert listing.poll() is None
+        shutil.rmtree(root / "generations" / "1")  # pruned meanwhile
+    out, _ = listing.communicate(timeout=10)
+    assert [g.number for g in remote.parse_generations(out.decode())] == [2]

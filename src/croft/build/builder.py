@@ -37,7 +37,7 @@ from croft.build.state import BuildState, Output, output_key
 from croft.errors import Problem, SiteError
 from croft.layout import UNIT_DIR
 from croft.site.model import Machine, Site
-from croft.systemd import generated, names
+from croft.systemd import generated, names, package_cache
 
 GENERATED_ORIGIN = "(croft)"
 RESERVED_VARIABLES = ("facts", "machine", "site")
@@ -55,7 +55,7 @@ def trees(site: Site, machine: Machine) -> list[tuple[Path, str]]:
     """The trees a machine is composed of, in order, with their origins: what croft generates
     for the site's names, each layer followed by what croft generates for its services, then the
     machine's own tree."""
-    found = names.trees(site, machine)
+    found = names.trees(site, machine) + package_cache.trees(site, machine)
     for layer in site.machine_layers(machine):
         found.append((layer.path, layer.name))
         if layer.config.services:
@@ -398,14 +398,15 @@ class MachineBuild:
             if output is not None:
                 outputs[path] = output
         wanted = self._wanted(outputs)
+        packages = generated.packages(self.site, self.machine)
         if self.problems:
             raise SiteError(self.problems)
         stale = [path for path in self.cache if path not in outputs]
         self._remove(stale)
         entries = {path: output.entry for path, output in outputs.items()}
-        manifest = Manifest(self.machine.name, entries, wanted)
+        manifest = Manifest(self.machine.name, entries, wanted, packages)
         changed = {path: out for path, out in outputs.items() if self.cache.get(path) is not out}
-        self._save(changed, stale, wanted)
+        self._save(changed, stale, (wanted, packages))
         return BuildResult(self.machine.name, self.directory, self.written, len(stale), manifest)
 
     def update(self, paths: set[str]) -> BuildResult | None:
@@ -429,16 +430,23 @@ class MachineBuild:
         self._save(changed, [], None)
         return BuildResult(self.machine.name, self.directory, self.written, 0)
 
-    def _save(self, changed: dict[str, Output], removed: list[str], wanted: dict[str, Any] | None) -> None:
+    def _save(
+        self,
+        changed: dict[str, Output],
+        removed: list[str],
+        level: tuple[dict[str, tuple[str, ...]], tuple[str, ...]] | None,
+    ) -> None:
+        """Store what changed; `level` (wanted units, packages) from a whole build only."""
         if self.state is None:
             return
-        if self.context is not None and wanted is not None:
+        if self.context is not None and level is not None:
             # A whole build (wanted worked out): the context may have changed. An update() is
             # for content alone, after which the kept context still holds.
             self.state.save_context(self.machine.name, self.context)
         manifest_file = self.directory / "manifest.json"
-        if changed or removed or wanted != self.state.wanted(self.machine.name):
-            self.state.save(self.machine.name, changed, removed, self.templates, wanted)
+        if changed or removed or (level is not None and level != self.state.machine_level(self.machine.name)):
+            wanted, packages = level or (None, ())
+            self.state.save(self.machine.name, changed, removed, self.templates, wanted, packages)
         elif manifest_file.exists():
             return
         self.state.write_manifest(self.machine.name, self.directory)

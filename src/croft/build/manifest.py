@@ -16,6 +16,7 @@ from croft.build.manifest_format import (
     MANIFEST_VERSION,
     UNIT_SUFFIXES,
     entry_line,
+    packages_line,
     unit_of,
     wanted_line,
 )
@@ -87,6 +88,9 @@ class Manifest:
     entries: dict[str, Entry] = field(default_factory=dict)
     wanted: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Units started at boot, with the targets that want them."""
+    packages: tuple[str, ...] = ()
+    """Debian packages the machine needs (sorted): its layers', its own, and those of what croft
+    generates for it."""
 
     @cached_property
     def digest(self) -> str:
@@ -101,6 +105,7 @@ class Manifest:
             h.update(self.entries[path].digest_line(path).encode())
         for unit in sorted(self.wanted):
             h.update(wanted_line(unit, self.wanted[unit]).encode())
+        h.update(packages_line(self.packages).encode())
         return h.hexdigest()
 
     @property
@@ -114,6 +119,7 @@ class Manifest:
             "machine": self.machine,
             "digest": self.digest,
             "wanted": {unit: list(targets) for unit, targets in sorted(self.wanted.items())},
+            "packages": list(self.packages),
             "entries": {path: self.entries[path].to_json() for path in sorted(self.entries)},
         }
         # Compact: `indent` would make json fall back from its C encoder to pure Python, ten times
@@ -127,6 +133,7 @@ class Manifest:
             machine=data["machine"],
             entries={path: Entry.from_json(e) for path, e in data["entries"].items()},
             wanted={unit: tuple(targets) for unit, targets in data.get("wanted", {}).items()},
+            packages=tuple(data.get("packages", ())),
         )
 
     @classmethod

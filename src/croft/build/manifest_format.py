@@ -31,6 +31,12 @@ def wanted_line(unit: str, targets: Sequence[str]) -> str:
     return f"wanted\0{unit}\0{','.join(targets)}\n"
 
 
+def packages_line(packages: Sequence[str]) -> str:
+    """What the digest hashes of the package set; nothing when empty, so that trees without
+    packages keep the digests they had before croft knew packages."""
+    return f"packages\0{','.join(packages)}\n" if packages else ""
+
+
 def member(path: str, entry: dict[str, Any]) -> str:
     """One entry as the manifest's JSON holds it: `"path":{...}`."""
     return json.dumps(path) + ":" + json.dumps(entry, separators=(",", ":"))

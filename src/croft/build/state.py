@@ -16,7 +16,7 @@ import os
 import sqlite3
 
 from croft import inplace
-from croft.build.manifest_format import MANIFEST_VERSION, member, wanted_line
+from croft.build.manifest_format import MANIFEST_VERSION, member, packages_line, wanted_line
 
 # Not `from typing import TYPE_CHECKING`: typing costs the quick path of a build ~7 ms to import.
 TYPE_CHECKING = False
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from croft.build.manifest import Entry
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = """
 CREATE TABLE outputs (
     machine TEXT NOT NULL,
@@ -43,7 +43,7 @@ CREATE TABLE outputs (
 CREATE INDEX outputs_by_source ON outputs (source);
 CREATE TABLE includes (machine TEXT NOT NULL, path TEXT NOT NULL, source TEXT NOT NULL);
 CREATE INDEX includes_by_source ON includes (source);
-CREATE TABLE machines (machine TEXT PRIMARY KEY, wanted TEXT NOT NULL);
+CREATE TABLE machines (machine TEXT PRIMARY KEY, wanted TEXT NOT NULL, packages TEXT NOT NULL);
 CREATE TABLE contexts (machine TEXT PRIMARY KEY, context TEXT NOT NULL);
 """
 
@@ -208,11 +208,15 @@ class BuildState:
         )
         return {machine: json.loads(text) for machine, text in rows}
 
-    def wanted(self, machine: str) -> dict[str, tuple[str, ...]] | None:
-        row = self.db.execute("SELECT wanted FROM machines WHERE machine = ?", (machine,)).fetchone()
+    def machine_level(self, machine: str) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]] | None:
+        """What the last whole build worked out for the machine: its wanted units, its packages."""
+        row = self.db.execute(
+            "SELECT wanted, packages FROM machines WHERE machine = ?", (machine,)
+        ).fetchone()
         if row is None:
             return None
-        return {unit: tuple(targets) for unit, targets in json.loads(row[0]).items()}
+        wanted = {unit: tuple(targets) for unit, targets in json.loads(row[0]).items()}
+        return wanted, tuple(json.loads(row[1]))
 
     def save(
         self,
@@ -221,6 +225,7 @@ class BuildState:
         removed: Iterable[str],
         templates: dict[str, str],
         wanted: dict[str, tuple[str, ...]] | None = None,
+        packages: tuple[str, ...] = (),
     ) -> None:
         """Store changed and drop removed outputs; `templates` resolves include names to files."""
         with self.db:
@@ -259,8 +264,12 @@ class BuildState:
             )
             if wanted is not None:
                 self.db.execute(
-                    "INSERT OR REPLACE INTO machines VALUES (?, ?)",
-                    (machine, json.dumps({unit: list(t) for unit, t in sorted(wanted.items())})),
+                    "INSERT OR REPLACE INTO machines VALUES (?, ?, ?)",
+                    (
+                        machine,
+                        json.dumps({unit: list(t) for unit, t in sorted(wanted.items())}),
+                        json.dumps(list(packages)),
+                    ),
                 )
 
     def write_manifest(self, machine: str, directory: str | os.PathLike[str]) -> None:
@@ -278,9 +287,10 @@ class BuildState:
         rows = self.db.execute(
             "SELECT member, digest_line FROM outputs WHERE machine = ? ORDER BY path", (machine,)
         ).fetchall()
-        wanted = self.wanted(machine) or {}
+        wanted, packages = self.machine_level(machine) or ({}, ())
         lines = [line for _, line in rows]
         lines += [wanted_line(unit, wanted[unit]) for unit in sorted(wanted)]
+        lines.append(packages_line(packages))
         digest = hashlib.sha256("".join(lines).encode()).hexdigest()
         head = json.dumps(
             {
@@ -288,6 +298,7 @@ class BuildState:
                 "machine": machine,
                 "digest": digest,
                 "wanted": {unit: list(targets) for unit, targets in sorted(wanted.items())},
+                "packages": list(packages),
             },
             separators=(",", ":"),
         )

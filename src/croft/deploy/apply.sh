@@ -76,6 +76,48 @@ if [ -n "$conflicts" ]; then
     exit 65
 fi
 
+# Debian packages: the plan's `install` line names what the new generation needs. Those not
+# installed yet are checked against the archive before anything changes (an unknown name stops
+# the deploy here); croft records what it installs in $CROFT/packages, and removes only those.
+apt_get() {
+    if [ -n "$APT_PROXY" ]; then set -- -o "Acquire::http::Proxy=$APT_PROXY" "$@"; fi
+    # confdef/confold: a config file someone changed is kept, never asked about.
+    DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300 \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
+}
+# Of the packages named, those not installed, one a line.
+not_installed() {
+    installed=$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' "$@" 2>/dev/null)
+    for name do
+        case "$NL$installed$NL" in *"${NL}$name installed$NL"*) ;; *) echo "$name" ;; esac
+    done
+}
+packages_to_install() {
+    printf '%s\n' "$FORWARD" | while IFS= read -r line; do
+        case $line in "install "*)
+            set -f; IFS=$TAB; set -- ${line#install }; IFS=$OLD_IFS; set +f
+            not_installed "$@" ;;
+        esac
+    done
+}
+missing=$(packages_to_install)
+if [ -n "$missing" ]; then
+    if ! apt_get update > "$CROFT/apt.log" 2>&1; then
+        cat "$CROFT/apt.log"
+        echo "croft-error: apt-get update failed (is the package cache or mirror reachable?); nothing changed"
+        exit 69
+    fi
+    unknown=""
+    for name in $missing; do
+        apt-cache show --no-all-versions "$name" > /dev/null 2>&1 || unknown="$unknown $name"
+    done
+    if [ -n "$unknown" ]; then
+        for name in $unknown; do echo "croft-unknown-package: $name"; done
+        echo "croft-error: apt knows no package named$unknown; nothing changed"
+        exit 65
+    fi
+fi
+
 # Set an adopted path's old content aside (croft takes the path over), or put it back (croft
 # stopped shipping it).
 adopt() {
@@ -93,13 +135,17 @@ give_back() {
 
 # The new generation: the live one as hard links, less what changed or went, plus the files
 # that follow this script on stdin (croft.deploy.transfer). Under the lock, so nothing else
-# writes here: what a client or machine that died mid-way left is removed first.
+# writes here: what a client or machine that died mid-way left is removed first. The copy of
+# the live tree is usually made already (tidy, below, after the last switch), so a deploy
+# costs what changed, not the size of the tree.
 receive() {
     for left in "$GENERATIONS"/.new-* "$GENERATIONS"/.incoming-*; do
         if [ -e "$left" ]; then rm -rf "$left"; fi
     done
     if [ "$live" = none ]; then
         mkdir -p "$new/root"
+    elif [ -d "$GENERATIONS/.spare-$live" ]; then
+        mkdir -p "$new" && mv -T "$GENERATIONS/.spare-$live" "$new/root"
     else
         mkdir -p "$new" && cp -al "$GENERATIONS/$live/root" "$new/root"
     fi || return 1
@@ -162,6 +208,29 @@ step() {
             fi ;;
         unlink) if [ -L "/$arg" ]; then rm -f "/$arg"; fi; give_back "$arg" ;;
         rmdir) if rmdir "/$arg" 2>/dev/null; then give_back "$arg"; fi ;;
+        install)
+            set -f; IFS=$TAB; set -- $arg; IFS=$OLD_IFS; set +f
+            fresh=$(not_installed "$@")
+            [ -n "$fresh" ] || return 0
+            # Recorded first: what an install that failed half-way did put there, the way back
+            # removes.
+            printf '%s\n' $fresh >> "$CROFT/packages"
+            apt_get install --no-install-recommends $fresh ;;
+        remove)
+            set -f; IFS=$TAB; set -- $arg; IFS=$OLD_IFS; set +f
+            ours=""
+            mine=$(cat "$CROFT/packages" 2>/dev/null)
+            for name do
+                case "$NL$mine$NL" in *"$NL$name$NL"*) ours="$ours $name" ;; esac
+            done
+            [ -n "$ours" ] || return 0
+            # Only what croft installed; their dependencies stay, as apt leaves them.
+            apt_get remove $ours || return 1
+            kept=""
+            for name in $mine; do
+                case " $ours " in *" $name "*) ;; *) kept="$kept$name$NL" ;; esac
+            done
+            printf '%s' "$kept" > "$CROFT/packages" ;;
         # Reads every sysusers.d directory, /usr/local/lib/sysusers.d included.
         sysusers) systemd-sysusers ;;
         daemon-reload) systemctl daemon-reload ;;
@@ -169,6 +238,10 @@ step() {
             # Quick deploys in a row (--watch) would hit the unit's start limit: croft starts
             # it on purpose, so its failure count starts over.
             systemctl reset-failed "$arg" 2>/dev/null
+            # A unit croft starts may run already, as the package that brought it started it
+            # (with its distribution's settings, before croft's drop-ins were there): restart
+            # starts what is stopped and makes what runs take them.
+            if [ "$verb" = start ]; then verb=restart; fi
             systemctl "$verb" "$arg" ;;
         check) checks="$checks $arg" ;;
         *) echo "croft-error: unknown step: $1"; return 1 ;;
@@ -287,29 +360,42 @@ arm_revert() {
         --timer-property=AccuracySec=100ms /bin/sh "$CROFT/revert.sh"
 }
 
+# Once switched: prune to the newest $KEEP generations (and always the live one), and make the
+# next deploy's copy of the live tree (hard links, as a spare: receive takes it).
+tidy() {
+    numbers=""
+    for path in "$GENERATIONS"/*; do
+        number=${path##*/}
+        case $number in ''|*[!0-9]*) ;; *) numbers="$numbers $number" ;; esac
+    done
+    old=""
+    for number in $numbers; do
+        newer=0
+        for other in $numbers; do [ "$other" -le "$number" ] || newer=$((newer + 1)); done
+        [ "$newer" -lt "$KEEP" ] || [ "$number" = "$GEN" ] || old="$old $GENERATIONS/$number"
+    done
+    for spare in "$GENERATIONS"/.spare-*; do
+        if [ -e "$spare" ] && [ "$spare" != "$GENERATIONS/.spare-$GEN" ]; then old="$old $spare"; fi
+    done
+    if [ -n "$old" ]; then rm -rf $old; fi
+    if [ ! -e "$GENERATIONS/.spare-$GEN" ]; then
+        cp -al "$GENERATIONS/$GEN/root" "$GENERATIONS/.spare-tmp" \
+            && mv -T "$GENERATIONS/.spare-tmp" "$GENERATIONS/.spare-$GEN"
+    fi
+}
+
 if run_plan "$FORWARD"; then
     if [ "$CONFIRM" != 0 ]; then arm_revert; fi
-    if [ "$GEN" != none ]; then
-        echo ok > "$GENERATIONS/$GEN/status"
-        # Prune: keep the newest $KEEP generations, and always the live one.
-        numbers=""
-        for path in "$GENERATIONS"/*; do
-            number=${path##*/}
-            case $number in ''|*[!0-9]*) ;; *) numbers="$numbers $number" ;; esac
-        done
-        old=""
-        for number in $numbers; do
-            newer=0
-            for other in $numbers; do [ "$other" -le "$number" ] || newer=$((newer + 1)); done
-            [ "$newer" -lt "$KEEP" ] || [ "$number" = "$GEN" ] || old="$old $GENERATIONS/$number"
-        done
-        if [ -n "$old" ]; then rm -rf $old; fi
-    fi
+    if [ "$GEN" != none ]; then echo ok > "$GENERATIONS/$GEN/status"; fi
     if [ "$RESET" = 1 ]; then
         if [ "$PURGE" = 1 ]; then purge; fi
         # The lock goes too: the open descriptor keeps it held until this script exits.
         rm -rf "$CROFT"
         echo "croft-reset: done"
+    elif [ "$GEN" != none ]; then
+        # After the answer: croft has it, and the next croft command here waits for the lock,
+        # which this background child holds (fd 9) until it is done.
+        tidy < /dev/null > /dev/null 2>&1 &
     fi
     echo "croft-done: $GEN"
     exit 0

@@ -24,6 +24,7 @@ from croft.errors import CroftError
 from croft.layout import REMOTE
 from croft.run import run, run_binary, run_streaming
 from croft.site.model import Machine, Site
+from croft.systemd import generated, package_cache
 from croft.wait import until
 
 STALE = 75
@@ -40,6 +41,7 @@ class Outcome:
     generation: int | None = None
     changes: plan.FileChanges = field(default_factory=plan.FileChanges)
     actions: plan.UnitActions = field(default_factory=plan.UnitActions)
+    packages: plan.PackageChanges = field(default_factory=plan.PackageChanges)
     log: str = ""
     journals: dict[str, str] = field(default_factory=dict)
     message: str = ""
@@ -142,6 +144,7 @@ def apply_script(
     purge: bool = False,
     adopt: tuple[str, ...] = (),
     confirm: int = 0,
+    apt_proxy: str = "",
 ) -> str:
     """apply.sh after its variables, both plans among them. With `receive` (the new tree's
     digest and the live paths it drops), it first makes the generation from the live one and
@@ -152,7 +155,7 @@ def apply_script(
     if confirm:
         revert = apply_script(
             steps=back, back=[], generation=expect, expect=generation, receive=None,
-            rollback=False, reset=False, settle=settle, keep=keep, adopt=adopt,
+            rollback=False, reset=False, settle=settle, keep=keep, adopt=adopt, apt_proxy=apt_proxy,
         )  # fmt: skip
     variables = {
         "CROFT": REMOTE,
@@ -170,6 +173,7 @@ def apply_script(
         "ADOPT": "\n".join(adopt),
         "CONFIRM": confirm,
         "REVERT": revert,
+        "APT_PROXY": apt_proxy,
         "SETTLE_US": int(settle * 1_000_000),
         "KEEP": max(keep, 1),
         "BY": _who(),
@@ -238,6 +242,7 @@ def planned(outcome: Outcome, old: Manifest, new: Manifest) -> Outcome:
     """The outcome with what going from `old` to `new` changes: files, and units."""
     outcome.changes = plan.file_changes(old, new)
     outcome.actions = plan.unit_actions(old, new, outcome.changes)
+    outcome.packages = plan.package_changes(old, new)
     return outcome
 
 
@@ -351,6 +356,7 @@ def _switch(
         keep=site.config.deploy.keep_generations,
         adopt=adopted_paths(site, machine),
         confirm=confirm,
+        apt_proxy=package_cache.apt_proxy(site, machine),
     )  # fmt: skip
     if code == STALE and "croft-stale:" in log:
         forget(site, machine.name)
@@ -359,6 +365,16 @@ def _switch(
     outcome.generation = generation if code == 0 else state.live
     _cache_manifest(site, manifest)
     _parse_log(outcome, code, log)
+    unknown = re.findall(r"^croft-unknown-package: (\S+)$", log, re.M)
+    if unknown:
+        origins = generated.package_origins(site, machine)
+        outcome.message = (
+            "; ".join(
+                f"apt knows no package {name!r} (asked for by {', '.join(origins.get(name, ['?']))})"
+                for name in unknown
+            )
+            + "; nothing changed"
+        )
     generations = [*state.generations, generation]
     if code == 0 and confirm:
         progress("confirming")
@@ -454,6 +470,7 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
         reset=False,
         settle=site.config.deploy.settle_seconds,
         keep=site.config.deploy.keep_generations,
+        apt_proxy=package_cache.apt_proxy(site, machine),
     )  # fmt: skip
     if code != 0:
         outcome.generation = state.live
@@ -480,6 +497,7 @@ def reset(site: Site, machine: Machine, *, purge: bool = False) -> Outcome:
         settle=0,
         keep=1,
         purge=purge,
+        apt_proxy=package_cache.apt_proxy(site, machine),
     )  # fmt: skip
     return _parse_log(outcome, code, log)
 

@@ -15,7 +15,7 @@ MAX_DIFF_BYTES = 256 * 1024
 def render(site: Site, machine: Machine, manifest: Manifest, outcome: Outcome) -> str:
     changes = outcome.changes
     lines = [f"== {machine.name} ({machine.address})"]
-    if not changes and not outcome.actions and not outcome.conflicts:
+    if not changes and not outcome.actions and not outcome.conflicts and not outcome.packages:
         return lines[0] + ": no changes"
     textual = [
         path
@@ -24,6 +24,9 @@ def render(site: Site, machine: Machine, manifest: Manifest, outcome: Outcome) -
     ]
     old = live_contents(site, machine, textual)
     root = build_dir(site, machine.name) / "root"
+    # Packages first, as the deploy installs them first.
+    lines += [f"+pkg {name}" for name in outcome.packages.install]
+    lines += [f"-pkg {name}" for name in outcome.packages.remove]
     for path in outcome.conflicts:
         lines.append(f"! {path}: exists and is not croft's (deploy refuses it: adopt it in layer.toml)")
     for path in changes.added:

@@ -50,11 +50,16 @@ def deploy_fleet(
             except BaseException as exc:  # raised again below, in the caller's thread
                 outcomes[index] = exc
 
-    threads = [threading.Thread(target=work, args=item) for item in enumerate(machines)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    # The site's package cache first: the others install packages through it.
+    cache = site.config.packages.cache
+    first = [(index, m) for index, m in enumerate(machines) if m.name == cache and len(machines) > 1]
+    rest = [(index, m) for index, m in enumerate(machines) if (index, m) not in first]
+    for wave in (first, rest):
+        threads = [threading.Thread(target=work, args=item) for item in wave]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome

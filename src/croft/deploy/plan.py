@@ -5,6 +5,7 @@ so the logic lives in one place and the target needs only POSIX sh and systemctl
 function gives the way forward and, with its arguments swapped, the way back.
 
 Steps, in the order they run (one line each: `verb argument`; in lists, a tab separates items):
+  install PACKAGE...     Debian packages the new tree needs (apply.sh installs those missing)
   stop UNIT              units no longer wanted, while their files are still in place
   dirs MODE PATH...      directories created, or whose mode changed, one line per mode
   links DIR NAME...      paths that appear: symlinks into the live generation, one line per
@@ -12,6 +13,7 @@ Steps, in the order they run (one line each: `verb argument`; in lists, a tab se
   flip GENERATION        the atomic switch: every file's content changes at once
   unlink PATH            paths that are gone
   rmdir PATH             directories that are gone (if empty)
+  remove PACKAGE...      packages no longer needed (apply.sh removes those croft installed)
   sysusers               when a sysusers.d file appeared or changed: make its system users
   daemon-reload          when a unit file or drop-in changed
   start|restart|reload-or-restart|try-restart|try-reload-or-restart UNIT
@@ -39,6 +41,20 @@ class FileChanges:
     def reversed(self) -> FileChanges:
         """The changes of the way back (file_changes with its arguments swapped)."""
         return FileChanges(added=self.removed, changed=self.changed, removed=self.added)
+
+
+@dataclass
+class PackageChanges:
+    install: list[str] = field(default_factory=list)
+    remove: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.install or self.remove)
+
+
+def package_changes(old: Manifest, new: Manifest) -> PackageChanges:
+    before, after = set(old.packages), set(new.packages)
+    return PackageChanges(install=sorted(after - before), remove=sorted(before - after))
 
 
 @dataclass
@@ -138,7 +154,11 @@ def steps(
         changes = file_changes(old, new)
     if actions is None:
         actions = unit_actions(old, new, changes)
-    lines = [f"stop {unit}" for unit in actions.stop]
+    packages = package_changes(old, new)
+    # Installed first: a unit the switch starts may need them, and a package that cannot be
+    # installed stops the switch before anything else changed.
+    lines = ["install " + "\t".join(packages.install)] if packages.install else []
+    lines += [f"stop {unit}" for unit in actions.stop]
     dirs: dict[int, list[str]] = defaultdict(list)
     links: dict[str, list[str]] = defaultdict(list)
     for path in sorted(changes.added + changes.changed):
@@ -158,6 +178,8 @@ def steps(
             lines.append(f"unlink {path}")
         elif path not in DISTRO_DIRS:
             lines.append(f"rmdir {path}")
+    if packages.remove:
+        lines.append("remove " + "\t".join(packages.remove))
     if any(path.startswith(SYSUSERS_DIR + "/") for path in changes.added + changes.changed):
         lines.append("sysusers")  # before any unit that runs as one of them (re)starts
     if actions.daemon_reload:

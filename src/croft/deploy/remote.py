@@ -55,7 +55,9 @@ def parse_state(out: str) -> LiveState:
 def generations_script(root: str = REMOTE) -> str:
     """Each generation's info and status, and which is live; one block each, ending in @@."""
     return (
-        f"cd {root}/generations 2>/dev/null || exit 0; live=$(readlink ../live); "
+        f"cd {root}/generations 2>/dev/null || exit 0; "
+        # Shared: apply.sh prunes after it answered, still holding the lock; wait for that.
+        "if [ -e ../lock ]; then exec 9<../lock; flock -s -w 30 9; fi; live=$(readlink ../live); "
         "for g in $(ls | grep -E '^[0-9]+$' | sort -n); do cat $g/info; "
         'echo status=$(cat $g/status 2>/dev/null); [ generations/$g = "$live" ] && echo live=1; echo @@; done'
     )

@@ -28,6 +28,7 @@ from croft.site.model import (
     Site,
     SiteConfig,
 )
+from croft.site.packages import check_config, check_names
 from croft.site.services import check_services
 from croft.site.tomlfile import locate, read_toml
 
@@ -38,7 +39,7 @@ _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 # What a layer (or a machine's own tree) may hold at its top: the file tree under usr/, and
 # croft's own declarations.
 LAYER_RESERVED = {"layer.toml", "services"}
-CACHE_VERSION = 6
+CACHE_VERSION = 7
 
 
 # croft's own code that the cached site depends on: the model and its checks (a newer croft may
@@ -201,6 +202,7 @@ def _load(root: Path) -> Site:
             if layer_config is not None:
                 layer_config = _with_service_files(path, layer_config, problems)
                 _check_layer(path, layer_config, problems)
+                check_names(path / "layer.toml", layer_config.packages, problems)
                 check_services(path, layer_config.services, problems)
                 layers[path.name] = Layer(path.name, path, layer_config)
             _check_tree_top(path, problems)
@@ -245,6 +247,7 @@ def _load(root: Path) -> Site:
             if machine_config is None:
                 continue
             text = path.read_text()
+            check_names(path, machine_config.packages, problems)
             if not _is_address(machine_config.address):
                 problems.append(
                     Problem(
@@ -296,6 +299,8 @@ def _load(root: Path) -> Site:
         problems,
     )
 
+    if config is not None:
+        check_config(root / "site.toml", config.packages, set(machines), problems)
     dns = config.dns if config is not None else None
     # (A machine whose own file is invalid is reported as such, not again here.)
     if dns is not None and not (machines_dir / f"{dns.server}.toml").exists():

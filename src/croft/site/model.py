@@ -47,6 +47,21 @@ class DeployConfig:
 
 
 @dataclass(frozen=True)
+class PackagesConfig:
+    """[packages]: where machines get Debian packages from."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    cache: str | None = None
+    """A machine of the site that runs a package cache (apt-cacher-ng) for the others: every
+    machine's apt goes through it, so a package is fetched from the mirror once."""
+    port: int = 3142
+    """The cache's port."""
+    upstream: str | None = None
+    """An HTTP proxy the cache (and the cache machine's own apt) reaches the mirror through,
+    e.g. "http://proxy.lan:3128"; without it, the mirror directly."""
+
+
+@dataclass(frozen=True)
 class DnsConfig:
     """Names under the site's domain for every machine and service, served by one machine."""
 
@@ -120,6 +135,7 @@ class SiteConfig:
     ssh: SshConfig = field(default_factory=SshConfig)
     deploy: DeployConfig = field(default_factory=DeployConfig)
     dns: DnsConfig | None = None
+    packages: PackagesConfig = field(default_factory=PackagesConfig)
     serve: ServeConfig | None = None
     vars: dict[str, Any] = field(default_factory=dict)
 
@@ -170,6 +186,8 @@ class MachineConfig:
     layers: tuple[str, ...] = ()
     ssh: SshConfig = field(default_factory=SshConfig)
     vars: dict[str, Any] = field(default_factory=dict)
+    packages: tuple[str, ...] = ()
+    """Debian packages this machine needs, besides its layers' (see LayerConfig.packages)."""
     hardware: HardwareConfig | None = None
 
 
@@ -278,6 +296,10 @@ class LayerConfig:
     units: dict[str, UnitConfig] = field(default_factory=dict)
     services: dict[str, ServiceConfig] = field(default_factory=dict)
     """Services run as sandboxes; services/<name>.toml files add to these."""
+    packages: tuple[str, ...] = ()
+    """Debian packages the layer's files and services need: a deploy installs those missing
+    with apt before any unit starts, and removes those it installed once no layer wants them
+    (never one that was there before croft asked for it)."""
     adopt: tuple[str, ...] = ()
     """Paths this layer ships that may already exist on a machine as someone else's (an
     admin's file or directory): croft takes them over, keeping the old content in

@@ -6,15 +6,17 @@ service. Only files that differ are rewritten: their stats drive the incremental
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 
 from croft.layout import UNIT_DIR
-from croft.site.model import Site
-from croft.systemd import names, sandbox
+from croft.site.model import Machine, Site
+from croft.systemd import names, package_cache, sandbox
 from croft.systemd.tree import write_tree
 
 
 def write(site: Site) -> None:
     names.write_trees(site)
+    package_cache.write_trees(site)
     for name, layer in site.layers.items():
         target = site.generated_dir(name)
         if layer.config.services:
@@ -23,3 +25,26 @@ def write(site: Site) -> None:
             write_tree(target, sandbox.generate(layer.config.services, shipped))
         elif target.exists():
             shutil.rmtree(target)
+
+
+def packages(site: Site, machine: Machine) -> tuple[str, ...]:
+    """The Debian packages a machine needs (a deploy installs them before its units start)."""
+    return tuple(sorted(package_origins(site, machine)))
+
+
+def package_origins(site: Site, machine: Machine) -> dict[str, list[str]]:
+    """Each package the machine needs, with who asks for it: its layers and its own file, and
+    what the units croft generates for it run."""
+    origins: dict[str, list[str]] = {}
+
+    def add(names: Iterable[str], origin: str) -> None:
+        for name in names:
+            origins.setdefault(name, []).append(origin)
+
+    for layer in site.machine_layers(machine):
+        add(layer.config.packages, f"layer {layer.name}")
+        add(sandbox.packages(layer.config.services), f"layer {layer.name}'s services")
+    add(machine.config.packages, f"machines/{machine.name}.toml")
+    add(names.packages(site, machine), "the site's names ([dns])")
+    add(package_cache.packages(site, machine), "the package cache ([packages] cache)")
+    return origins

@@ -62,6 +62,15 @@ def hosts(site: Site) -> str:
     return "\n".join(dict.fromkeys(lines)) + "\n"
 
 
+def packages(site: Site, machine: Machine) -> set[str]:
+    """What the names need on a machine: every machine asks systemd-resolved, one answers
+    with dnsmasq."""
+    dns = site.config.dns
+    if dns is None:
+        return set()
+    return {"systemd-resolved", "dnsmasq-base"} if machine.name == dns.server else {"systemd-resolved"}
+
+
 def write_trees(site: Site) -> None:
     dns = site.config.dns
     client, server = site.generated_dir(CLIENT_TREE), site.generated_dir(SERVER_TREE)

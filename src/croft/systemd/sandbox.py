@@ -40,6 +40,19 @@ WAIT_FOR_PORT = (
 )
 
 
+def packages(services: dict[str, ServiceConfig]) -> set[str]:
+    """The Debian packages what croft generates for these services runs."""
+    needed = set()
+    for service in services.values():
+        if service.container is not None:
+            needed.add("systemd-container")  # systemd-nspawn
+        if service.vm is not None:
+            needed.add("qemu-system-x86")
+        if service.snapshots:
+            needed.add("btrfs-progs")
+    return needed
+
+
 def proxy_name(name: str) -> str:
     return f"croft-proxy-{name}"
 

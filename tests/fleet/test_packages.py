@@ -1,0 +1,131 @@
+"""Debian packages as code, against real apt: a layer's packages install through the site's
+package cache (apt-cacher-ng on db1) before its units start, leave when no layer wants them, and
+only croft's ever leave."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from croft.fleet.fleet import Fleet
+from tests.fleet.conftest import Croft
+from tests.fleet.relay import Relay
+
+pytestmark = pytest.mark.fleet
+
+RELAY_PORT = 8142
+ONCE = """[Unit]
+Description=Says hello, with the program the package brings
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/bin/hello
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+@pytest.fixture
+def relay(fleet: Fleet) -> Iterator[Relay]:
+    with Relay(fleet.lan.host_address, RELAY_PORT) as started:
+        yield started
+
+
+def on(fleet: Fleet, machine: str, *argv: str) -> str:
+    return fleet.containers[machine].enter(*argv)
+
+
+def installed(fleet: Fleet, machine: str, package: str) -> bool:
+    status = on(fleet, machine, "dpkg-query", "-W", "-f=${db:Status-Status}", package)
+    return status.strip() == "installed"
+
+
+def with_tools_layer(croft: Croft, packages: list[str], *, unit: bool = True) -> None:
+    layer = croft.site / "layers" / "tools"
+    units = layer / "usr/local/lib/systemd/system"
+    units.mkdir(parents=True, exist_ok=True)
+    (units / "hello-once.service").unlink(missing_ok=True)
+    if unit:
+        (units / "hello-once.service").write_text(ONCE)
+    (layer / "layer.toml").write_text(f"packages = {packages!r}\n".replace("'", '"'))
+    for machine in ("web1", "web2"):
+        toml = croft.site / "machines" / f"{machine}.toml"
+        if '"tools"' not in toml.read_text():
+            toml.write_text(toml.read_text().replace("layers = [", 'layers = ["tools", '))
+
+
+def timed(croft: Croft, *args: str) -> float:
+    start = time.monotonic()
+    croft(*args, timeout=600)
+    return time.monotonic() - start
+
+
+def test_packages_install_through_the_cache_and_leave_with_their_layer(
+    fleet: Fleet, croft: Croft, relay: Relay
+) -> None:
+    site_toml = croft.site / "site.toml"
+    site_toml.write_text(site_toml.read_text() + f'\n[packages]\ncache = "db1"\nupstream = "{relay.url}"\n')
+    # "curl" is on the machines already: croft never installed it, so it never removes it.
+    with_tools_layer(croft, ["hello", "curl"])
+    assert "+pkg hello" in croft("diff", "web1", ok=False).stdout
+
+    cache = timed(croft, "deploy", "db1")
+    assert on(fleet, "db1", "systemctl", "is-active", "apt-cacher-ng.service").strip() == "active"
+    # In croft's sandbox (its drop-in), with its cache on the service's state.
+    drop_ins = on(fleet, "db1", "systemctl", "show", "-P", "DropInPaths", "apt-cacher-ng.service")
+    assert "croft-sandbox.conf" in drop_ins and "croft-package-cache.conf" in drop_ins
+    assert on(fleet, "db1", "ls", "/var/lib/croft/state/package-cache/current/var/cache/apt-cacher-ng")
+
+    # The package is there before its unit starts, in the same deploy.
+    first = timed(croft, "deploy", "web1")
+    assert installed(fleet, "web1", "hello")
+    assert on(fleet, "web1", "systemctl", "is-active", "hello-once.service").strip() == "active"
+    assert "Hello, world!" in on(fleet, "web1", "journalctl", "-u", "hello-once.service", "--no-pager")
+    deb = [path for path in relay.asked if path.endswith(".deb") and "/hello_" in path]
+    assert len(deb) == 1 and relay.asked[deb[0]] == 1
+
+    # The second machine's comes from the cache on the LAN, not from the mirror.
+    second = timed(croft, "deploy", "web2")
+    assert installed(fleet, "web2", "hello")
+    assert relay.asked[deb[0]] == 1
+    print(f"\ncache on db1 {cache:.1f} s; hello: web1 {first:.1f} s (mirror), web2 {second:.1f} s (cache)")
+
+    # A deploy that changes files only runs no apt at all.
+    history = on(fleet, "web1", "stat", "-c", "%s %Y", "/var/log/apt/history.log")
+    asked = sum(relay.asked.values())
+    (croft.site / "layers/tools/usr/local/lib/hello-note").parent.mkdir(parents=True, exist_ok=True)
+    (croft.site / "layers/tools/usr/local/lib/hello-note").write_text("a file, no package\n")
+    croft("deploy", "web1")
+    assert on(fleet, "web1", "stat", "-c", "%s %Y", "/var/log/apt/history.log") == history
+    assert sum(relay.asked.values()) == asked
+
+    # Out of the layer, out of the machine: what croft installed, never what was there.
+    with_tools_layer(croft, [], unit=False)
+    assert "-pkg hello" in croft("diff", "web1", ok=False).stdout
+    croft("deploy", "web1")
+    assert not installed(fleet, "web1", "hello")
+    assert installed(fleet, "web1", "curl")
+
+    # croft reset returns the machine to its distribution: croft's packages go too.
+    croft("reset", "web2")
+    assert not installed(fleet, "web2", "hello")
+    assert installed(fleet, "web2", "curl")
+
+
+def test_an_unknown_package_is_named_with_its_layer_and_nothing_changes(
+    fleet: Fleet, croft: Croft, relay: Relay
+) -> None:
+    site_toml = croft.site / "site.toml"
+    site_toml.write_text(site_toml.read_text() + f'\n[packages]\nupstream = "{relay.url}"\n')
+    croft("deploy", "web1")
+    live = on(fleet, "web1", "readlink", "/usr/local/croft/live")
+    with_tools_layer(croft, ["croft-no-such-package"])
+    result = croft("deploy", "web1", ok=False)
+    assert result.returncode != 0
+    assert "croft-no-such-package" in result.stdout and "layer tools" in result.stdout, result.stdout
+    assert on(fleet, "web1", "readlink", "/usr/local/croft/live") == live
+    assert "hello-once" not in on(fleet, "web1", "systemctl", "list-units", "--all", "--plain", "--no-legend")
