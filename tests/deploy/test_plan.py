@@ -87,3 +87,28 @@ def test_system_users_are_made_before_units_start() -> None:
     steps = plan.steps(Manifest("m"), new, "1")
     assert steps.index("flip 1") < steps.index("sysusers") < steps.index("start web.service")
     assert "sysusers" not in plan.steps(new, new, "2")
+
+
+def test_packages_install_before_anything_and_leave_after_the_files() -> None:
+    old = Manifest("m", manifest(other="a").entries, packages=("curl", "old-tool"))
+    new = Manifest(
+        "m", manifest(unit="a", conf="b").entries, manifest(unit="a").wanted, ("curl", "nginx-light")
+    )
+    steps = plan.steps(old, new, "2")
+    assert steps[0] == "install nginx-light"
+    assert steps.index("remove old-tool") > steps.index("unlink usr/local/share/x")
+    assert steps.index("remove old-tool") < steps.index("start web.service")
+    # The way back undoes both.
+    back = plan.steps(new, old, "1")
+    assert back[0] == "install old-tool" and "remove nginx-light" in back
+    # The same set: no apt at all.
+    same = Manifest("m", manifest(other="b").entries, packages=("curl", "old-tool"))
+    assert not any(step.startswith(("install", "remove")) for step in plan.steps(old, same, "3"))
+
+
+def test_the_package_set_is_part_of_the_digest_only_when_there_is_one() -> None:
+    bare = manifest(other="a")
+    assert Manifest("m", bare.entries, packages=()).digest == bare.digest
+    with_one = Manifest("m", bare.entries, packages=("hello",))
+    assert with_one.digest != bare.digest
+    assert Manifest.from_json(with_one.to_json()).packages == ("hello",)
