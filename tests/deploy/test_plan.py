@@ -112,3 +112,18 @@ def test_the_package_set_is_part_of_the_digest_only_when_there_is_one() -> None:
     with_one = Manifest("m", bare.entries, packages=("hello",))
     assert with_one.digest != bare.digest
     assert Manifest.from_json(with_one.to_json()).packages == ("hello",)
+
+
+def test_links_outside_usr_local_follow_the_flip_and_go_before_the_files() -> None:
+    conf = "usr/local/etc/apt/apt.conf.d/50croft-proxy"
+    old = Manifest("m", manifest(other="a").entries, outside={"etc/apt/apt.conf.d/old": "usr/local/share/x"})
+    new = Manifest("m", {conf: Entry("file", 0o644, "c")}, outside={"etc/apt/apt.conf.d/50croft-proxy": conf})
+    steps = plan.steps(old, new, "2")
+    flip = steps.index("flip 2")
+    assert steps[flip + 1] == "extunlink etc/apt/apt.conf.d/old\tusr/local/share/x"
+    assert steps[flip + 2] == f"extlink etc/apt/apt.conf.d/50croft-proxy\t{conf}"
+    assert steps.index("unlink usr/local/share/x") > flip + 2
+    assert (
+        Manifest.from_json(new.to_json()).outside == new.outside
+        and new.digest != Manifest("m", new.entries).digest
+    )

@@ -67,3 +67,20 @@ def test_a_missing_file_and_a_finished_oneshot() -> None:
 def test_a_stopped_service_is_drift_even_when_it_ended_cleanly() -> None:
     stopped = RECORDED.replace("active success simple", "inactive success simple")
     assert compare(manifest(), stopped) == ["unit: app.service is inactive"]
+
+
+def test_a_link_outside_usr_local_that_went_or_points_elsewhere() -> None:
+    with_outside = Manifest(
+        "web1",
+        manifest().entries,
+        manifest().wanted,
+        outside={"etc/apt/apt.conf.d/50x": "usr/local/bin/tool"},
+    )
+    assert compare(with_outside, RECORDED + "X etc/apt/apt.conf.d/50x\t/usr/local/bin/tool\n") == []
+    for recorded in (
+        RECORDED + "X etc/apt/apt.conf.d/50x\t\n",
+        RECORDED + "X etc/apt/apt.conf.d/50x\t/tmp/x\n",
+    ):
+        assert compare(with_outside, recorded) == [
+            "unlinked: /etc/apt/apt.conf.d/50x is not croft's link to /usr/local/bin/tool"
+        ]

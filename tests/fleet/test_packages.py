@@ -71,7 +71,9 @@ def test_packages_install_through_the_cache_and_leave_with_their_layer(
     site_toml.write_text(site_toml.read_text() + f'\n[packages]\ncache = "db1"\nupstream = "{relay.url}"\n')
     # "curl" is on the machines already: croft never installed it, so it never removes it.
     with_tools_layer(croft, ["hello", "curl"])
-    assert "+pkg hello" in croft("diff", "web1", ok=False).stdout
+    diff = croft("diff", "web1", ok=False).stdout
+    assert "+pkg hello" in diff
+    assert "+ /etc/apt/apt.conf.d/50croft-proxy -> /usr/local/etc/apt/apt.conf.d/50croft-proxy" in diff
 
     cache = timed(croft, "deploy", "db1")
     assert on(fleet, "db1", "systemctl", "is-active", "apt-cacher-ng.service").strip() == "active"
@@ -94,6 +96,14 @@ def test_packages_install_through_the_cache_and_leave_with_their_layer(
     assert relay.asked[deb[0]] == 1
     print(f"\ncache on db1 {cache:.1f} s; hello: web1 {first:.1f} s (mirror), web2 {second:.1f} s (cache)")
 
+    # Every apt on the machines goes through the cache, not only croft's: a link croft keeps in
+    # /etc/apt (the fleet has no other way to the mirror).
+    proxy_conf = "/usr/local/etc/apt/apt.conf.d/50croft-proxy"
+    assert on(fleet, "web1", "readlink", "/etc/apt/apt.conf.d/50croft-proxy").strip() == proxy_conf
+    on(fleet, "web1", "sh", "-c", "cd /tmp && apt-get download -q hello")
+    assert on(fleet, "web1", "sh", "-c", "ls /tmp/hello_*.deb")
+    croft("verify", "web1")
+
     # A deploy that changes files only runs no apt at all.
     history = on(fleet, "web1", "stat", "-c", "%s %Y", "/var/log/apt/history.log")
     asked = sum(relay.asked.values())
@@ -114,6 +124,7 @@ def test_packages_install_through_the_cache_and_leave_with_their_layer(
     croft("reset", "web2")
     assert not installed(fleet, "web2", "hello")
     assert installed(fleet, "web2", "curl")
+    assert "50croft-proxy" not in on(fleet, "web2", "ls", "/etc/apt/apt.conf.d/")
 
 
 def test_an_unknown_package_is_named_with_its_layer_and_nothing_changes(

@@ -33,7 +33,7 @@ from croft.build.sources import (
     forget_walks,
     walk,
 )
-from croft.build.state import BuildState, Output, output_key
+from croft.build.state import BuildState, MachineLevel, Output, output_key
 from croft.errors import Problem, SiteError
 from croft.layout import UNIT_DIR
 from croft.site.model import Machine, Site
@@ -399,14 +399,22 @@ class MachineBuild:
                 outputs[path] = output
         wanted = self._wanted(outputs)
         packages = generated.packages(self.site, self.machine)
+        outside = generated.outside_links(self.site, self.machine)
+        for path, target in sorted(outside.items()):
+            if target not in outputs:
+                self.problems.append(
+                    Problem(
+                        self.machine.file, f"/{path} would link to /{target}, which the tree does not hold"
+                    )
+                )
         if self.problems:
             raise SiteError(self.problems)
         stale = [path for path in self.cache if path not in outputs]
         self._remove(stale)
         entries = {path: output.entry for path, output in outputs.items()}
-        manifest = Manifest(self.machine.name, entries, wanted, packages)
+        manifest = Manifest(self.machine.name, entries, wanted, packages, outside)
         changed = {path: out for path, out in outputs.items() if self.cache.get(path) is not out}
-        self._save(changed, stale, (wanted, packages))
+        self._save(changed, stale, MachineLevel(wanted, packages, outside))
         return BuildResult(self.machine.name, self.directory, self.written, len(stale), manifest)
 
     def update(self, paths: set[str]) -> BuildResult | None:
@@ -434,9 +442,9 @@ class MachineBuild:
         self,
         changed: dict[str, Output],
         removed: list[str],
-        level: tuple[dict[str, tuple[str, ...]], tuple[str, ...]] | None,
+        level: MachineLevel | None,
     ) -> None:
-        """Store what changed; `level` (wanted units, packages) from a whole build only."""
+        """Store what changed; `level` from a whole build only."""
         if self.state is None:
             return
         if self.context is not None and level is not None:
@@ -445,8 +453,7 @@ class MachineBuild:
             self.state.save_context(self.machine.name, self.context)
         manifest_file = self.directory / "manifest.json"
         if changed or removed or (level is not None and level != self.state.machine_level(self.machine.name)):
-            wanted, packages = level or (None, ())
-            self.state.save(self.machine.name, changed, removed, self.templates, wanted, packages)
+            self.state.save(self.machine.name, changed, removed, self.templates, level)
         elif manifest_file.exists():
             return
         self.state.write_manifest(self.machine.name, self.directory)

@@ -16,6 +16,7 @@ from croft.build.manifest_format import (
     MANIFEST_VERSION,
     UNIT_SUFFIXES,
     entry_line,
+    outside_line,
     packages_line,
     unit_of,
     wanted_line,
@@ -91,6 +92,9 @@ class Manifest:
     packages: tuple[str, ...] = ()
     """Debian packages the machine needs (sorted): its layers', its own, and those of what croft
     generates for it."""
+    outside: dict[str, str] = field(default_factory=dict)
+    """Links croft keeps outside /usr/local, where a program reads only its own directory (apt
+    reads /etc/apt): path -> the path in the tree it points to (both relative to the root)."""
 
     @cached_property
     def digest(self) -> str:
@@ -106,6 +110,8 @@ class Manifest:
         for unit in sorted(self.wanted):
             h.update(wanted_line(unit, self.wanted[unit]).encode())
         h.update(packages_line(self.packages).encode())
+        for path in sorted(self.outside):
+            h.update(outside_line(path, self.outside[path]).encode())
         return h.hexdigest()
 
     @property
@@ -120,6 +126,7 @@ class Manifest:
             "digest": self.digest,
             "wanted": {unit: list(targets) for unit, targets in sorted(self.wanted.items())},
             "packages": list(self.packages),
+            "outside": dict(sorted(self.outside.items())),
             "entries": {path: self.entries[path].to_json() for path in sorted(self.entries)},
         }
         # Compact: `indent` would make json fall back from its C encoder to pure Python, ten times
@@ -134,6 +141,7 @@ class Manifest:
             entries={path: Entry.from_json(e) for path, e in data["entries"].items()},
             wanted={unit: tuple(targets) for unit, targets in data.get("wanted", {}).items()},
             packages=tuple(data.get("packages", ())),
+            outside=dict(data.get("outside", {})),
         )
 
     @classmethod

@@ -37,6 +37,11 @@ def packages_line(packages: Sequence[str]) -> str:
     return f"packages\0{','.join(packages)}\n" if packages else ""
 
 
+def outside_line(path: str, target: str) -> str:
+    """What the digest hashes of a link croft keeps outside /usr/local."""
+    return f"outside\0{path}\0{target}\n"
+
+
 def member(path: str, entry: dict[str, Any]) -> str:
     """One entry as the manifest's JSON holds it: `"path":{...}`."""
     return json.dumps(path) + ":" + json.dumps(entry, separators=(",", ":"))

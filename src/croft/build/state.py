@@ -16,7 +16,7 @@ import os
 import sqlite3
 
 from croft import inplace
-from croft.build.manifest_format import MANIFEST_VERSION, member, packages_line, wanted_line
+from croft.build.manifest_format import MANIFEST_VERSION, member, outside_line, packages_line, wanted_line
 
 # Not `from typing import TYPE_CHECKING`: typing costs the quick path of a build ~7 ms to import.
 TYPE_CHECKING = False
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from croft.build.manifest import Entry
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 SCHEMA = """
 CREATE TABLE outputs (
     machine TEXT NOT NULL,
@@ -43,7 +43,7 @@ CREATE TABLE outputs (
 CREATE INDEX outputs_by_source ON outputs (source);
 CREATE TABLE includes (machine TEXT NOT NULL, path TEXT NOT NULL, source TEXT NOT NULL);
 CREATE INDEX includes_by_source ON includes (source);
-CREATE TABLE machines (machine TEXT PRIMARY KEY, wanted TEXT NOT NULL, packages TEXT NOT NULL);
+CREATE TABLE machines (machine TEXT PRIMARY KEY, level TEXT NOT NULL);
 CREATE TABLE contexts (machine TEXT PRIMARY KEY, context TEXT NOT NULL);
 """
 
@@ -77,6 +77,32 @@ class Output:
 def output_key(kind: str, file: str, stamp: tuple[int, int, int, int], mode: int, origin: str) -> list[Any]:
     """The key of a file's output (what makes it current): its source, stat, mode and layer."""
     return [kind, file, *stamp, mode, origin]
+
+
+class MachineLevel:
+    """What a machine's manifest holds beyond its files: the units it wants started, its Debian
+    packages, its links outside /usr/local. (A plain class: see Output.)"""
+
+    __slots__ = ("outside", "packages", "wanted")
+
+    def __init__(
+        self, wanted: dict[str, tuple[str, ...]], packages: tuple[str, ...], outside: dict[str, str]
+    ) -> None:
+        self.wanted, self.packages, self.outside = wanted, packages, outside
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, MachineLevel):
+            return NotImplemented
+        return (self.wanted, self.packages, self.outside) == (other.wanted, other.packages, other.outside)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "wanted": {unit: list(t) for unit, t in sorted(self.wanted.items())},
+                "packages": list(self.packages),
+                "outside": dict(sorted(self.outside.items())),
+            }
+        )
 
 
 class BuildState:
@@ -208,15 +234,14 @@ class BuildState:
         )
         return {machine: json.loads(text) for machine, text in rows}
 
-    def machine_level(self, machine: str) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]] | None:
-        """What the last whole build worked out for the machine: its wanted units, its packages."""
-        row = self.db.execute(
-            "SELECT wanted, packages FROM machines WHERE machine = ?", (machine,)
-        ).fetchone()
+    def machine_level(self, machine: str) -> MachineLevel | None:
+        """What the last whole build worked out for the machine beyond its files."""
+        row = self.db.execute("SELECT level FROM machines WHERE machine = ?", (machine,)).fetchone()
         if row is None:
             return None
-        wanted = {unit: tuple(targets) for unit, targets in json.loads(row[0]).items()}
-        return wanted, tuple(json.loads(row[1]))
+        data = json.loads(row[0])
+        wanted = {unit: tuple(targets) for unit, targets in data["wanted"].items()}
+        return MachineLevel(wanted, tuple(data["packages"]), data["outside"])
 
     def save(
         self,
@@ -224,8 +249,7 @@ class BuildState:
         changed: dict[str, Output],
         removed: Iterable[str],
         templates: dict[str, str],
-        wanted: dict[str, tuple[str, ...]] | None = None,
-        packages: tuple[str, ...] = (),
+        level: MachineLevel | None = None,
     ) -> None:
         """Store changed and drop removed outputs; `templates` resolves include names to files."""
         with self.db:
@@ -262,15 +286,8 @@ class BuildState:
                     for name in _included(out.deps, templates)
                 ],
             )
-            if wanted is not None:
-                self.db.execute(
-                    "INSERT OR REPLACE INTO machines VALUES (?, ?, ?)",
-                    (
-                        machine,
-                        json.dumps({unit: list(t) for unit, t in sorted(wanted.items())}),
-                        json.dumps(list(packages)),
-                    ),
-                )
+            if level is not None:
+                self.db.execute("INSERT OR REPLACE INTO machines VALUES (?, ?)", (machine, level.to_json()))
 
     def write_manifest(self, machine: str, directory: str | os.PathLike[str]) -> None:
         """Write the machine's manifest.json and digest into its build directory."""
@@ -287,10 +304,12 @@ class BuildState:
         rows = self.db.execute(
             "SELECT member, digest_line FROM outputs WHERE machine = ? ORDER BY path", (machine,)
         ).fetchall()
-        wanted, packages = self.machine_level(machine) or ({}, ())
+        level = self.machine_level(machine) or MachineLevel({}, (), {})
+        wanted = level.wanted
         lines = [line for _, line in rows]
         lines += [wanted_line(unit, wanted[unit]) for unit in sorted(wanted)]
-        lines.append(packages_line(packages))
+        lines.append(packages_line(level.packages))
+        lines += [outside_line(path, level.outside[path]) for path in sorted(level.outside)]
         digest = hashlib.sha256("".join(lines).encode()).hexdigest()
         head = json.dumps(
             {
@@ -298,7 +317,8 @@ class BuildState:
                 "machine": machine,
                 "digest": digest,
                 "wanted": {unit: list(targets) for unit, targets in sorted(wanted.items())},
-                "packages": list(packages),
+                "packages": list(level.packages),
+                "outside": dict(sorted(level.outside.items())),
             },
             separators=(",", ":"),
         )

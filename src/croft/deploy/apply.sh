@@ -70,6 +70,19 @@ conflicts=$(taken | while IFS= read -r path; do
         echo "croft-conflict: /$path"
     fi
 done)
+# Links outside /usr/local (apt reads only /etc/apt): a path there that is not croft's link
+# is someone else's, named like the others.
+outside_conflicts=$(printf '%s\n' "$FORWARD" | while IFS= read -r line; do
+    case $line in "extlink "*)
+        rest=${line#extlink }
+        path=${rest%%"$TAB"*}
+        if { [ -e "/$path" ] || [ -L "/$path" ]; }; then
+            case $(readlink "/$path") in /usr/local/*) ;; *) echo "croft-conflict: /$path" ;; esac
+        fi ;;
+    esac
+done)
+conflicts=$conflicts${outside_conflicts:+$NL$outside_conflicts}
+conflicts=${conflicts#"$NL"}
 if [ -n "$conflicts" ]; then
     echo "$conflicts"
     echo "croft-error: these paths exist and are not croft's: move them away, or adopt them in the layer that ships them (adopt = [...] in layer.toml); nothing changed"
@@ -207,6 +220,13 @@ step() {
                 ln -sfn "generations/$arg" "$CROFT/live.new" && mv -T "$CROFT/live.new" "$CROFT/live"
             fi ;;
         unlink) if [ -L "/$arg" ]; then rm -f "/$arg"; fi; give_back "$arg" ;;
+        extlink)
+            path=${arg%%"$TAB"*}
+            mkdir -p "/${path%/*}" && ln -sfn "/${arg#*"$TAB"}" "/$path" ;;
+        extunlink)
+            path=${arg%%"$TAB"*}
+            # Only while it is croft's link: someone may have put their own file there since.
+            case $(readlink "/$path") in "/${arg#*"$TAB"}") rm -f "/$path" ;; esac ;;
         rmdir) if rmdir "/$arg" 2>/dev/null; then give_back "$arg"; fi ;;
         install)
             set -f; IFS=$TAB; set -- $arg; IFS=$OLD_IFS; set +f

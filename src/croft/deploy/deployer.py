@@ -42,6 +42,7 @@ class Outcome:
     changes: plan.FileChanges = field(default_factory=plan.FileChanges)
     actions: plan.UnitActions = field(default_factory=plan.UnitActions)
     packages: plan.PackageChanges = field(default_factory=plan.PackageChanges)
+    outside: plan.OutsideChanges = field(default_factory=plan.OutsideChanges)
     log: str = ""
     journals: dict[str, str] = field(default_factory=dict)
     message: str = ""
@@ -243,6 +244,7 @@ def planned(outcome: Outcome, old: Manifest, new: Manifest) -> Outcome:
     outcome.changes = plan.file_changes(old, new)
     outcome.actions = plan.unit_actions(old, new, outcome.changes)
     outcome.packages = plan.package_changes(old, new)
+    outcome.outside = plan.outside_changes(old, new)
     return outcome
 
 

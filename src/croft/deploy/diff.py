@@ -15,7 +15,7 @@ MAX_DIFF_BYTES = 256 * 1024
 def render(site: Site, machine: Machine, manifest: Manifest, outcome: Outcome) -> str:
     changes = outcome.changes
     lines = [f"== {machine.name} ({machine.address})"]
-    if not changes and not outcome.actions and not outcome.conflicts and not outcome.packages:
+    if not (changes or outcome.actions or outcome.conflicts or outcome.packages or outcome.outside):
         return lines[0] + ": no changes"
     textual = [
         path
@@ -27,6 +27,8 @@ def render(site: Site, machine: Machine, manifest: Manifest, outcome: Outcome) -
     # Packages first, as the deploy installs them first.
     lines += [f"+pkg {name}" for name in outcome.packages.install]
     lines += [f"-pkg {name}" for name in outcome.packages.remove]
+    lines += [f"+ /{path} -> /{target}" for path, target in outcome.outside.link.items()]
+    lines += [f"- /{path}" for path in outcome.outside.unlink]
     for path in outcome.conflicts:
         lines.append(f"! {path}: exists and is not croft's (deploy refuses it: adopt it in layer.toml)")
     for path in changes.added:

@@ -12,6 +12,8 @@ Steps, in the order they run (one line each: `verb argument`; in lists, a tab se
                          directory, so the target runs one `ln` per directory, not per file
   flip GENERATION        the atomic switch: every file's content changes at once
   unlink PATH            paths that are gone
+  extunlink PATH TARGET  links outside /usr/local that are gone (only while they are croft's)
+  extlink PATH TARGET    links outside /usr/local that appear or point elsewhere
   rmdir PATH             directories that are gone (if empty)
   remove PACKAGE...      packages no longer needed (apply.sh removes those croft installed)
   sysusers               when a sysusers.d file appeared or changed: make its system users
@@ -50,6 +52,26 @@ class PackageChanges:
 
     def __bool__(self) -> bool:
         return bool(self.install or self.remove)
+
+
+@dataclass
+class OutsideChanges:
+    """Links outside /usr/local (path -> target in the tree): made or pointed anew, and gone."""
+
+    link: dict[str, str] = field(default_factory=dict)
+    unlink: dict[str, str] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.link or self.unlink)
+
+
+def outside_changes(old: Manifest, new: Manifest) -> OutsideChanges:
+    return OutsideChanges(
+        link={
+            path: target for path, target in sorted(new.outside.items()) if old.outside.get(path) != target
+        },
+        unlink={path: target for path, target in sorted(old.outside.items()) if path not in new.outside},
+    )
 
 
 def package_changes(old: Manifest, new: Manifest) -> PackageChanges:
@@ -173,6 +195,9 @@ def steps(
     lines += ["dirs " + "\t".join([f"{mode:04o}", *paths]) for mode, paths in sorted(dirs.items())]
     lines += ["links " + "\t".join([parent, *names]) for parent, names in sorted(links.items())]
     lines.append(f"flip {generation}")
+    outside = outside_changes(old, new)
+    lines += [f"extunlink {path}\t{target}" for path, target in outside.unlink.items()]
+    lines += [f"extlink {path}\t{target}" for path, target in outside.link.items()]
     for path in sorted(changes.removed, reverse=True):  # children before their directories
         if old.entries[path].type != "dir":
             lines.append(f"unlink {path}")

@@ -38,7 +38,9 @@ def verify(site: Site, machine: Machine) -> Verdict:
     if state.live is None:
         return verdict
     manifest = fetch_manifest(site, conn, machine.name, state.live)
-    args = shlex.join([f"{REMOTE}/live/root", REMOTE, *sorted(manifest.wanted)])
+    args = shlex.join(
+        [f"{REMOTE}/live/root", REMOTE, *sorted(manifest.wanted), "--", *sorted(manifest.outside)]
+    )
     listing = conn.run(f"sh -s -- {args}", input=_SCRIPT.read_text()).stdout
     verdict.drift = compare(manifest, listing)
     return verdict
@@ -49,6 +51,7 @@ def compare(manifest: Manifest, listing: str) -> list[str]:
     seen: dict[str, tuple[str, ...]] = {}
     links: dict[str, str] = {}
     units: dict[str, tuple[str, str, str]] = {}
+    outside: dict[str, str] = {}
     for line in listing.splitlines():
         kind, _, rest = line.partition(" ")
         if kind == "d":
@@ -63,6 +66,9 @@ def compare(manifest: Manifest, listing: str) -> list[str]:
         elif kind == "L":
             path, _, target = rest.partition("\t")
             links[f"usr/local/{path}" if path else "usr/local"] = target
+        elif kind == "X":
+            path, _, target = rest.partition("\t")
+            outside[path] = target
         elif kind == "u":
             unit, state, result, kind_of = [*rest.split(" "), "", "", ""][:4]
             units[unit] = (state, result, kind_of)
@@ -96,6 +102,9 @@ def compare(manifest: Manifest, listing: str) -> list[str]:
             drift.append(f"unlinked: /{path} is not croft's link into the live generation")
         elif link != live_root + path:
             drift.append(f"relinked: /{path} points to {link}, not into croft's live generation")
+    for path, target in sorted(manifest.outside.items()):
+        if outside.get(path) != f"/{target}":
+            drift.append(f"unlinked: /{path} is not croft's link to /{target}")
     for unit in sorted(manifest.wanted):
         state, result, kind_of = units.get(unit, ("unknown", "", ""))
         finished = kind_of == "oneshot" and state == "inactive" and result == "success"

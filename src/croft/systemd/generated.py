@@ -48,3 +48,8 @@ def package_origins(site: Site, machine: Machine) -> dict[str, list[str]]:
     add(names.packages(site, machine), "the site's names ([dns])")
     add(package_cache.packages(site, machine), "the package cache ([packages] cache)")
     return origins
+
+
+def outside_links(site: Site, machine: Machine) -> dict[str, str]:
+    """The links croft keeps outside /usr/local on the machine (path -> path in its tree)."""
+    return package_cache.outside_links(site, machine)
