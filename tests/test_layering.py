@@ -13,6 +13,7 @@ ORDER = [
     {"errors", "tools", "run", "wait", "inplace", "lan", "layout", "nocloud", "agent"},
     {"site"},
     {"systemd"},
+    {"repository"},
     {"build"},
     {"deploy"},
     {"pipeline", "snapshots"},

@@ -403,6 +403,35 @@ def snapshot_restore(ctx: click.Context, machine: str, service: str, name: str) 
 
 
 @cli.group()
+def repo() -> None:
+    """The site's own APT repository: the packages in packages/ (see docs/packages.md)."""
+
+
+@repo.command("build")
+@click.pass_context
+def repo_build(ctx: click.Context) -> None:
+    """Build the packages whose inputs changed, index them and sign the index with the site's key."""
+    from croft import tools
+    from croft.repository.publish import publish
+
+    tools.require("repo")
+    site = _load(ctx)
+    result = publish(site)
+    for name in result.packages:
+        click.echo(f"{name}: {'built' if name in result.built else 'up to date'}")
+    click.echo(f"published {len(result.packages)} packages in {result.directory}")
+
+
+@repo.command("key")
+@click.pass_context
+def repo_key(ctx: click.Context) -> None:
+    """Print the public key that signs the site's repository (made when missing)."""
+    from croft.repository import key
+
+    click.echo(key.public_key(_load(ctx)), nl=False)
+
+
+@cli.group()
 def image() -> None:
     """Netboot environments and disk images, from the recipes in images/ (see docs/images.md)."""
 

@@ -1,4 +1,5 @@
-"""An HTTP forward proxy to the Debian mirror, for the fleet's package tests.
+"""Servers for the fleet's package tests: an HTTP forward proxy to the Debian mirror, and a
+static server for the site's repository.
 
 The fleet's network namespace has no route out; apt on this host reaches the mirror. The site's
 package cache (apt-cacher-ng on a fleet machine) is given this relay, on the host's end of the
@@ -12,6 +13,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from aiohttp import ClientSession, ClientTimeout, web
 
@@ -80,3 +86,21 @@ class Relay:
                 await response.write(chunk)
             await response.write_eof()
             return response
+
+
+@contextmanager
+def static_server(address: str, port: int, directory: Path) -> Iterator[str]:
+    """A plain static HTTP server for a directory (as a site may serve its repository); its URL."""
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer((address, port), partial(Quiet, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://{address}:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from croft.fleet.fleet import Fleet
 from tests.fleet.conftest import Croft
-from tests.fleet.relay import Relay
+from tests.fleet.relay import Relay, static_server
 
 pytestmark = pytest.mark.fleet
 
 RELAY_PORT = 8142
+REPOSITORY_PORT = 8143
 ONCE = """[Unit]
 Description=Says hello, with the program the package brings
 
@@ -140,3 +142,46 @@ def test_an_unknown_package_is_named_with_its_layer_and_nothing_changes(
     assert "croft-no-such-package" in result.stdout and "layer tools" in result.stdout, result.stdout
     assert on(fleet, "web1", "readlink", "/usr/local/croft/live") == live
     assert "hello-once" not in on(fleet, "web1", "systemctl", "list-units", "--all", "--plain", "--no-legend")
+
+
+def test_a_site_package_installs_from_the_signed_repository_and_a_tampered_index_is_refused(
+    fleet: Fleet, croft: Croft, relay: Relay, tmp_path: Path
+) -> None:
+    site = croft.site
+    tree = site / "packages/croft-hello"
+    (tree / "usr/bin").mkdir(parents=True)
+    (tree / "usr/bin/croft-hello").write_text('#!/bin/sh\necho "hello from the site\'s repository"\n')
+    (tree / "usr/bin/croft-hello").chmod(0o755)
+    # It depends on a Debian package: both come in one install, from two repositories.
+    (site / "packages/croft-hello.toml").write_text('version = "1.0-1"\ndepends = ["hello"]\n')
+    with static_server(fleet.lan.host_address, REPOSITORY_PORT, site / ".croft/repository") as url:
+        (site / "site.toml").write_text(
+            (site / "site.toml").read_text()
+            + f'\n[packages]\nupstream = "{relay.url}"\nrepository = "{url}"\n'
+            + f'signing_key = "{tmp_path / "keys/apt-signing-key.asc"}"\n'
+        )
+        assert "built" in croft("repo", "build").stdout
+        assert (tmp_path / "keys/apt-signing-key.asc").stat().st_mode & 0o777 == 0o600
+        with_tools_layer(croft, ["croft-hello"], unit=False)
+        croft("deploy", "web1")
+        assert installed(fleet, "web1", "croft-hello") and installed(fleet, "web1", "hello")
+        assert "hello from the site's repository" in on(fleet, "web1", "croft-hello")
+        source = "/usr/local/etc/apt/sources.list.d/croft.sources"
+        assert on(fleet, "web1", "readlink", "/etc/apt/sources.list.d/croft.sources").strip() == source
+
+        # An index changed after it was signed: apt refuses it, and the deploy changes nothing.
+        packages = site / ".croft/repository/dists/croft/main/binary-amd64/Packages"
+        packages.write_text(packages.read_text().replace("Version: 1.0-1", "Version: 1.0-2"))
+        (packages.parent / "Packages.gz").unlink()
+        live = on(fleet, "web2", "readlink", "/usr/local/croft/live")
+        result = croft("deploy", "web2", ok=False)
+        assert result.returncode != 0 and "apt-get update failed" in result.stdout, result.stdout
+        apt_log = on(fleet, "web2", "cat", "/usr/local/croft/apt.log")
+        assert "Hash Sum mismatch" in apt_log or "unexpected size" in apt_log, apt_log
+        assert on(fleet, "web2", "readlink", "/usr/local/croft/live") == live
+        assert not installed(fleet, "web2", "croft-hello")
+
+        # Reset: the machine is its distribution's again, no source or key of the site's left.
+        croft("reset", "web1")
+        assert not installed(fleet, "web1", "croft-hello")
+        assert "croft" not in on(fleet, "web1", "ls", "/etc/apt/sources.list.d/")

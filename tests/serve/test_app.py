@@ -442,3 +442,31 @@ def test_the_store_keeps_logs_and_events_within_bounds(tmp_path: Path) -> None:
     assert workflows.prune(keep_seconds=-1) == 1
     assert workflows.all() == [] and workflows.boot_events(LAB1_MAC) == []
     workflows.close()
+
+
+# -- the site's APT repository ---------------------------------------------------------------------
+
+
+def test_the_site_repository_is_served_and_nothing_else_of_the_state(serve: Callable[..., None]) -> None:
+    async def scenario(api: Api) -> None:
+        root = api.provisioner.site.state_dir / "repository"
+        (root / "dists/croft").mkdir(parents=True)
+        (root / "dists/croft/InRelease").write_text("signed\n")
+        (root / "pool/main").mkdir(parents=True)
+        (root / "pool/main/x_1_all.deb").write_bytes(b"!<arch>\n")
+        (root / "pool/main/.x_1_all.deb.key").write_text("k\n")
+        (api.provisioner.site.state_dir / "secret").write_text("not for the LAN\n")
+        (root / "pool/main/link.deb").symlink_to(api.provisioner.site.state_dir / "secret")
+        status, text = await api.call("GET", "/apt/dists/croft/InRelease")
+        assert (status, text) == (200, "signed\n")
+        assert (await api.call("GET", "/apt/pool/main/x_1_all.deb"))[0] == 200
+        for path in (
+            "../secret",
+            "dists/../../secret",
+            "pool/main/.x_1_all.deb.key",
+            "pool/main/link.deb",
+            "",
+        ):
+            assert (await api.call("GET", f"/apt/{path}"))[0] == 404, path
+
+    serve(scenario)

@@ -36,6 +36,7 @@ from croft.build.sources import (
 from croft.build.state import BuildState, MachineLevel, Output, output_key
 from croft.errors import Problem, SiteError
 from croft.layout import UNIT_DIR
+from croft.repository import source as apt_source
 from croft.site.model import Machine, Site
 from croft.systemd import generated, names, package_cache
 
@@ -56,6 +57,8 @@ def trees(site: Site, machine: Machine) -> list[tuple[Path, str]]:
     for the site's names, each layer followed by what croft generates for its services, then the
     machine's own tree."""
     found = names.trees(site, machine) + package_cache.trees(site, machine)
+    if apt_source.wanted(site):
+        found.append((site.generated_dir(apt_source.TREE), "(croft repository)"))
     for layer in site.machine_layers(machine):
         found.append((layer.path, layer.name))
         if layer.config.services:
@@ -149,6 +152,7 @@ def build(
     # What croft generates for services and names is composed like a layer; it is made here,
     # in the build (loading a site writes nothing).
     generated.write(site)
+    apt_source.write(site)
     state = open_state(site) if write else None
     try:
         if state is not None and record_as is not None and not force:
@@ -399,7 +403,7 @@ class MachineBuild:
                 outputs[path] = output
         wanted = self._wanted(outputs)
         packages = generated.packages(self.site, self.machine)
-        outside = generated.outside_links(self.site, self.machine)
+        outside = {**generated.outside_links(self.site, self.machine), **apt_source.outside_links(self.site)}
         for path, target in sorted(outside.items()):
             if target not in outputs:
                 self.problems.append(

@@ -92,11 +92,28 @@ fi
 # Debian packages: the plan's `install` line names what the new generation needs. Those not
 # installed yet are checked against the archive before anything changes (an unknown name stops
 # the deploy here); croft records what it installs in $CROFT/packages, and removes only those.
-apt_get() {
+apt_run() {
+    program=$1
+    shift
     if [ -n "$APT_PROXY" ]; then set -- -o "Acquire::http::Proxy=$APT_PROXY" "$@"; fi
+    if [ -n "$APT_DIRECT" ]; then set -- -o "Acquire::http::Proxy::$APT_DIRECT=DIRECT" "$@"; fi
+    if [ -n "$APT_SOURCES" ]; then set -- -o "Dir::Etc::SourceParts=$CROFT/apt-sources.d" "$@"; fi
+    DEBIAN_FRONTEND=noninteractive "$program" -q -o DPkg::Lock::Timeout=300 "$@"
+}
+apt_get() {
     # confdef/confold: a config file someone changed is kept, never asked about.
-    DEBIAN_FRONTEND=noninteractive apt-get -q -y -o DPkg::Lock::Timeout=300 \
-        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
+    apt_run apt-get -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "$@"
+}
+# The sources apt reads here: the machine's own, and the site repository's as the new
+# generation has it (its link in /etc/apt appears only with the flip, after the installs).
+apt_sources() {
+    [ -n "$APT_SOURCES" ] || return 0
+    rm -rf "$CROFT/apt-sources.d" && mkdir -p "$CROFT/apt-sources.d" || return 1
+    for source in /etc/apt/sources.list.d/*; do
+        case $source in */croft.sources) continue ;; esac
+        if [ -e "$source" ]; then ln -s "$source" "$CROFT/apt-sources.d/"; fi
+    done
+    printf '%s\n' "$APT_SOURCES" > "$CROFT/apt-sources.d/croft.sources"
 }
 # Of the packages named, those not installed, one a line.
 not_installed() {
@@ -115,14 +132,14 @@ packages_to_install() {
 }
 missing=$(packages_to_install)
 if [ -n "$missing" ]; then
-    if ! apt_get update > "$CROFT/apt.log" 2>&1; then
+    if ! { apt_sources && apt_get update; } > "$CROFT/apt.log" 2>&1; then
         cat "$CROFT/apt.log"
         echo "croft-error: apt-get update failed (is the package cache or mirror reachable?); nothing changed"
         exit 69
     fi
     unknown=""
     for name in $missing; do
-        apt-cache show --no-all-versions "$name" > /dev/null 2>&1 || unknown="$unknown $name"
+        apt_run apt-cache show --no-all-versions "$name" > /dev/null 2>&1 || unknown="$unknown $name"
     done
     if [ -n "$unknown" ]; then
         for name in $unknown; do echo "croft-unknown-package: $name"; done

@@ -22,6 +22,7 @@ from croft.deploy.remote import Generation, LiveState
 from croft.deploy.ssh import Connection
 from croft.errors import CroftError
 from croft.layout import REMOTE
+from croft.repository import source
 from croft.run import run, run_binary, run_streaming
 from croft.site.model import Machine, Site
 from croft.systemd import generated, package_cache
@@ -145,7 +146,7 @@ def apply_script(
     purge: bool = False,
     adopt: tuple[str, ...] = (),
     confirm: int = 0,
-    apt_proxy: str = "",
+    apt: tuple[str, str, str] = ("", "", ""),
 ) -> str:
     """apply.sh after its variables, both plans among them. With `receive` (the new tree's
     digest and the live paths it drops), it first makes the generation from the live one and
@@ -156,7 +157,7 @@ def apply_script(
     if confirm:
         revert = apply_script(
             steps=back, back=[], generation=expect, expect=generation, receive=None,
-            rollback=False, reset=False, settle=settle, keep=keep, adopt=adopt, apt_proxy=apt_proxy,
+            rollback=False, reset=False, settle=settle, keep=keep, adopt=adopt, apt=apt,
         )  # fmt: skip
     variables = {
         "CROFT": REMOTE,
@@ -174,7 +175,11 @@ def apply_script(
         "ADOPT": "\n".join(adopt),
         "CONFIRM": confirm,
         "REVERT": revert,
-        "APT_PROXY": apt_proxy,
+        # How apt runs here: through the site's cache, the site's repository directly, and
+        # with the new generation's source for it (before the flip makes it apt's).
+        "APT_PROXY": apt[0],
+        "APT_DIRECT": apt[1],
+        "APT_SOURCES": apt[2],
         "SETTLE_US": int(settle * 1_000_000),
         "KEEP": max(keep, 1),
         "BY": _who(),
@@ -182,6 +187,16 @@ def apply_script(
     }
     header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in variables.items())
     return "#!/bin/sh\n" + header + (Path(__file__).parent / "apply.sh").read_text()
+
+
+def apt_settings(site: Site, machine: Machine) -> tuple[str, str, str]:
+    """(proxy, host reached directly, the site repository's source) for apply.sh's apt runs."""
+    proxy = package_cache.apt_proxy(site, machine)
+    return (
+        proxy,
+        package_cache.direct_host(site) if proxy else "",
+        source.text(site) if source.wanted(site) else "",
+    )
 
 
 def run_apply(
@@ -358,7 +373,7 @@ def _switch(
         keep=site.config.deploy.keep_generations,
         adopt=adopted_paths(site, machine),
         confirm=confirm,
-        apt_proxy=package_cache.apt_proxy(site, machine),
+        apt=apt_settings(site, machine),
     )  # fmt: skip
     if code == STALE and "croft-stale:" in log:
         forget(site, machine.name)
@@ -472,7 +487,7 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
         reset=False,
         settle=site.config.deploy.settle_seconds,
         keep=site.config.deploy.keep_generations,
-        apt_proxy=package_cache.apt_proxy(site, machine),
+        apt=apt_settings(site, machine),
     )  # fmt: skip
     if code != 0:
         outcome.generation = state.live
@@ -499,7 +514,7 @@ def reset(site: Site, machine: Machine, *, purge: bool = False) -> Outcome:
         settle=0,
         keep=1,
         purge=purge,
-        apt_proxy=package_cache.apt_proxy(site, machine),
+        apt=apt_settings(site, machine),
     )  # fmt: skip
     return _parse_log(outcome, code, log)
 

@@ -25,6 +25,7 @@ from aiohttp.abc import AbstractStreamWriter
 
 from croft.errors import CroftError, SiteError
 from croft.images.store import Store, store_for
+from croft.repository.debs import repository_dir
 from croft.serve import ipxe, metadata
 from croft.serve.context import netboot_artifacts, workflow_context
 from croft.serve.inventory import Inventory, Known
@@ -106,6 +107,7 @@ def make_app(provisioner: Provisioner, middlewares: tuple[Any, ...] = ()) -> web
     app.router.add_get("/latest/meta-data/{path:.*}", ec2_metadata)
     app.router.add_get("/latest/user-data", ec2_user_data)
     app.router.add_get("/nocloud/{name}", nocloud)
+    app.router.add_get("/apt/{path:.*}", apt_file)
     app.add_subapp("/agent/v1", agent_api(provisioner))
     app.add_subapp("/admin/v1", admin_api(provisioner))
     return app
@@ -252,6 +254,23 @@ async def artifact(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"no artifact {printable(digest[:64])}\n")
     # FileResponse: HEAD, Range and If-None-Match, streamed with sendfile.
     return _FileResponse(path, headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+
+_APT_PATH = re.compile(r"^(dists|pool)(/[A-Za-z0-9][A-Za-z0-9._+~-]*)+$")
+
+
+async def apt_file(request: web.Request) -> web.StreamResponse:
+    """The site's APT repository (`croft repo build` writes it): its indexes and packages, and
+    nothing else of the site's state directory."""
+    rel = request.match_info["path"]
+    root = repository_dir(_provisioner(request).site)
+    path = root / rel
+    # Names only (no "..", no hidden files) and no link out of the repository.
+    if not _APT_PATH.match(rel) or not path.is_file() or path.is_symlink():
+        raise web.HTTPNotFound(text=f"no {printable(rel[:200])} in the site's repository\n")
+    # The index changes with every publish; a package's file name changes with its version.
+    cache = "no-cache" if rel.startswith("dists/") else "public, max-age=86400"
+    return _FileResponse(path, headers={"Cache-Control": cache})
 
 
 def _netboot(provisioner: Provisioner, mac: str, token: str, arch: str) -> web.Response:

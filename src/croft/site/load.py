@@ -27,8 +27,10 @@ from croft.site.model import (
     ServiceConfig,
     Site,
     SiteConfig,
+    SitePackage,
+    SitePackageConfig,
 )
-from croft.site.packages import check_config, check_names
+from croft.site.packages import check_config, check_names, check_site_packages
 from croft.site.services import check_services
 from croft.site.tomlfile import locate, read_toml
 
@@ -39,7 +41,7 @@ _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 # What a layer (or a machine's own tree) may hold at its top: the file tree under usr/, and
 # croft's own declarations.
 LAYER_RESERVED = {"layer.toml", "services"}
-CACHE_VERSION = 7
+CACHE_VERSION = 8
 
 
 # croft's own code that the cached site depends on: the model and its checks (a newer croft may
@@ -49,16 +51,16 @@ _GENERATORS = sorted(Path(__file__).parent.glob("*.py"))
 
 def _config_files(root: Path) -> list[Path]:
     """The files whose content decides the site model (not the file trees)."""
-    files = [root / "site.toml", root / "machines", root / "layers", root / "images", root / "workflows"]
+    files = [root / name for name in ("site.toml", "machines", "layers", "images", "workflows", "packages")]
     files += _GENERATORS
-    for folder in ("machines", "layers", "images"):
+    for folder in ("machines", "layers", "images", "packages"):
         try:
             entries = os.scandir(root / folder)
         except FileNotFoundError:
             continue
         with entries:
             for entry in entries:
-                if folder in ("machines", "images") and entry.name.endswith(".toml"):
+                if folder in ("machines", "images", "packages") and entry.name.endswith(".toml"):
                     files.append(Path(entry.path))
                 elif folder == "layers" and entry.is_dir():
                     files.append(Path(entry.path) / "layer.toml")
@@ -300,8 +302,15 @@ def _load(root: Path) -> Site:
         problems,
     )
 
+    site_packages: dict[str, SitePackage] = {}
+    for path in sorted((root / "packages").glob("*.toml")):
+        package_config = _validate(SitePackageConfig, path, problems)
+        if package_config is not None:
+            site_packages[path.stem] = SitePackage(path.stem, path, package_config, path.with_suffix(""))
     if config is not None:
         check_config(root / "site.toml", config.packages, set(machines), problems)
+        repository = Site(root, config, {}, {}).repository_url
+        check_site_packages(site_packages, config.packages, repository, root / "site.toml", problems)
     dns = config.dns if config is not None else None
     # (A machine whose own file is invalid is reported as such, not again here.)
     if dns is not None and not (machines_dir / f"{dns.server}.toml").exists():
@@ -316,7 +325,9 @@ def _load(root: Path) -> Site:
         )
     if problems or config is None:
         raise SiteError(problems)
-    return Site(root=root, config=config, machines=machines, layers=layers, images=images)
+    return Site(
+        root=root, config=config, machines=machines, layers=layers, images=images, site_packages=site_packages
+    )
 
 
 def _with_service_files(path: Path, config: LayerConfig, problems: list[Problem]) -> LayerConfig:

@@ -59,6 +59,12 @@ class PackagesConfig:
     upstream: str | None = None
     """An HTTP proxy the cache (and the cache machine's own apt) reaches the mirror through,
     e.g. "http://proxy.lan:3128"; without it, the mirror directly."""
+    repository: str | None = None
+    """Where machines find the site's own APT repository (packages/, built by `croft repo
+    build`): its URL, e.g. "http://10.0.0.2:8080/apt"; default croft serve's /apt/."""
+    signing_key: str | None = None
+    """The key that signs the site's repository (made by croft when missing; keep it out of
+    git); default ~/.local/share/croft/SITE/apt-signing-key.asc."""
 
 
 @dataclass(frozen=True)
@@ -345,6 +351,39 @@ class ImageConfig:
 
 
 @dataclass(frozen=True)
+class SitePackageConfig:
+    """packages/<name>.toml: a Debian package croft builds from packages/<name>/ (docs/packages.md)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    version: str
+    description: str = ""
+    """One line; default "NAME, built by croft for SITE"."""
+    architecture: Literal["all", "amd64", "arm64"] = "all"
+    depends: tuple[str, ...] = ()
+    """Debian dependencies, one each: "python3", "libc6 (>= 2.36)", "nginx-light | nginx"."""
+    section: str = "misc"
+    priority: Literal["required", "important", "standard", "optional", "extra"] = "optional"
+    maintainer: str | None = None
+    """Default "croft <croft@DOMAIN>"."""
+    conffiles: tuple[str, ...] | None = None
+    """Files dpkg keeps an admin's change of across upgrades; default every file under /etc."""
+    preinst: str | None = None
+    postinst: str | None = None
+    prerm: str | None = None
+    postrm: str | None = None
+    """Maintainer scripts: shell, run by dpkg (a missing #! line becomes #!/bin/sh with set -e)."""
+
+
+@dataclass(frozen=True)
+class SitePackage:
+    name: str
+    file: Path
+    config: SitePackageConfig
+    tree: Path
+    """packages/<name>/: the package's files, as they land on the machine's root."""
+
+
+@dataclass(frozen=True)
 class Image:
     name: str
     file: Path
@@ -391,11 +430,20 @@ class Site:
     machines: dict[str, Machine]
     layers: dict[str, Layer]
     images: dict[str, Image] = field(default_factory=dict)
+    site_packages: dict[str, SitePackage] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
         """.croft/: build output, caches, SSH sockets; never committed."""
         return self.root / ".croft"
+
+    @property
+    def repository_url(self) -> str | None:
+        """Where machines find the site's own packages: [packages] repository, or croft serve's."""
+        if self.config.packages.repository:
+            return self.config.packages.repository.rstrip("/")
+        serve = self.config.serve
+        return f"http://{serve.address}:{serve.http_port}/apt" if serve is not None else None
 
     @property
     def facts_dir(self) -> Path:

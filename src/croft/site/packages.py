@@ -9,12 +9,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from croft.errors import Problem
-from croft.site.model import PackagesConfig
+from croft.site.model import PackagesConfig, SitePackage
 from croft.site.tomlfile import Reporter
 
 # Debian policy 5.6.1: lower-case letters, digits, '+', '-' and '.'; at least two characters,
 # starting with an alphanumeric one.
 PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+# Debian policy 5.6.12: [epoch:]upstream[-revision], starting with a digit.
+VERSION = re.compile(r"^(\d+:)?\d[A-Za-z0-9.+~-]*$")
+# One dependency: alternatives, each a name with an optional (op version) and :arch.
+_ONE = r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?( \((<<|<=|=|>=|>>) [A-Za-z0-9.+~:-]+\))?"
+DEPENDENCY = re.compile(rf"^{_ONE}( \| {_ONE})*$")
 
 
 def check_names(file: Path, names: tuple[str, ...], problems: list[Problem]) -> None:
@@ -46,3 +51,37 @@ def check_config(file: Path, config: PackagesConfig, machines: set[str], problem
                 f"{config.upstream!r} is not an http:// proxy URL",
                 'e.g. "http://proxy.lan:3128"',
             )
+
+
+def check_site_packages(
+    packages: dict[str, SitePackage], config: PackagesConfig, repository: str | None, site_file: Path,
+    problems: list[Problem],
+) -> None:  # fmt: skip
+    for name, package in packages.items():
+        problem = Reporter(package.file, problems, label=f"package {name!r}: ")
+        if not PACKAGE_NAME.match(name):
+            problem(
+                (),
+                "not a Debian package name",
+                "name the file like one: lower-case, e.g. packages/home-tools.toml",
+            )
+        if not VERSION.match(package.config.version):
+            problem(
+                ("version",), f"{package.config.version!r} is not a Debian version", 'e.g. version = "1.2-1"'
+            )
+        for index, dependency in enumerate(package.config.depends):
+            if not DEPENDENCY.match(dependency):
+                problem(("depends", index), f"{dependency!r} is not a dependency", 'e.g. "python3 (>= 3.11)"')
+        for index, conffile in enumerate(package.config.conffiles or ()):
+            if not conffile.startswith("/") or not (package.tree / conffile.lstrip("/")).is_file():
+                problem(
+                    ("conffiles", index),
+                    f"{conffile!r} is not a file of the package",
+                    f"an absolute path of a file under packages/{name}/, e.g. /etc/{name}.conf",
+                )
+    if packages and repository is None:
+        Reporter(site_file, problems)(
+            ("packages",),
+            "the site builds packages (packages/) but machines have no way to fetch them",
+            'add [packages] repository = "http://HOST/apt" (where .croft/repository is served) or [serve]',
+        )
