@@ -47,6 +47,18 @@ STATE_ROOT = "/var/lib/croft/state"
 CONTAINER_ROOT = "/var/lib/croft/containers"
 
 
+# -- the site's own APT repository, as apt on a target sees it --------------------------------
+
+APT_SUITE = "croft"
+APT_COMPONENT = "main"
+
+
+def apt_origin(site_name: str) -> str:
+    """The Origin (and Label) of the site's repository: what apt's pinning and
+    unattended-upgrades match it by."""
+    return f"croft {site_name}"
+
+
 # -- on this machine -----------------------------------------------------------------------------
 
 

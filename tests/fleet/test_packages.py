@@ -185,3 +185,52 @@ def test_a_site_package_installs_from_the_signed_repository_and_a_tampered_index
         croft("reset", "web1")
         assert not installed(fleet, "web1", "croft-hello")
         assert "croft" not in on(fleet, "web1", "ls", "/etc/apt/sources.list.d/")
+
+
+def site_package(site: Path, version: str) -> None:
+    tree = site / "packages/croft-hello"
+    (tree / "usr/bin").mkdir(parents=True, exist_ok=True)
+    (tree / "usr/bin/croft-hello").write_text(
+        f'#!/bin/sh\necho "hello from the site\'s repository, {version}"\n'
+    )
+    (tree / "usr/bin/croft-hello").chmod(0o755)
+    (site / "packages/croft-hello.toml").write_text(f'version = "{version}"\ndepends = ["hello"]\n')
+
+
+def test_background_upgrades_bring_a_new_version_of_the_sites_package(
+    fleet: Fleet, croft: Croft, relay: Relay, tmp_path: Path
+) -> None:
+    site = croft.site
+    site_package(site, "1.0-1")
+    with static_server(fleet.lan.host_address, REPOSITORY_PORT, site / ".croft/repository") as url:
+        (site / "site.toml").write_text(
+            (site / "site.toml").read_text()
+            + f'\n[packages]\nupstream = "{relay.url}"\nrepository = "{url}"\n'
+            # (The fleet's machines have no security source: only the site's packages upgrade.)
+            + 'upgrades = "security"\nreboot = "04:00"\n'
+            + f'signing_key = "{tmp_path / "apt-signing-key.asc"}"\n'
+        )
+        croft("repo", "build")
+        with_tools_layer(croft, ["croft-hello"], unit=False)
+        croft("deploy", "web1")
+        assert installed(fleet, "web1", "unattended-upgrades")
+        policy = on(fleet, "web1", "apt-config", "dump", "Unattended-Upgrade")
+        assert 'Origins-Pattern:: "origin=croft homelab,codename=croft"' in policy, policy
+        assert "label=Debian-Security" in policy and 'Automatic-Reboot-Time "04:00"' in policy
+        assert (
+            on(fleet, "web1", "apt-config", "dump", "APT::Periodic::Unattended-Upgrade")
+            .strip()
+            .endswith('"1";')
+        )
+
+        # A new version published: the machine takes it by itself, as its apt-daily timers do
+        # (the lists refreshed, then unattended-upgrade).
+        site_package(site, "1.0-2")
+        assert "croft-hello: built" in croft("repo", "build").stdout
+        on(fleet, "web1", "apt-get", "-q", "update")
+        on(fleet, "web1", "unattended-upgrade")
+        version = on(fleet, "web1", "dpkg-query", "-W", "-f=${Version}", "croft-hello")
+        assert version == "1.0-2", on(
+            fleet, "web1", "tail", "-20", "/var/log/unattended-upgrades/unattended-upgrades.log"
+        )
+        croft("verify", "web1")

@@ -39,3 +39,13 @@ def test_a_key_written_below_vars_is_named_not_taken_as_a_variable(example_site:
     [problem] = problems(example_site)
     assert "proxy/layer.toml:3: vars.packages: `packages` is in [vars], as a template variable" in problem
     assert "move `packages = ...` above the [vars] header" in problem
+
+
+def test_a_reboot_window_is_a_time_of_day(example_site: Path) -> None:
+    site_toml = example_site / "site.toml"
+    site_toml.write_text(site_toml.read_text() + '\n[packages]\nupgrades = "sometimes"\nreboot = "4am"\n')
+    found = problems(example_site)
+    assert any("packages.upgrades" in p and "'none', 'security' or 'all'" in p for p in found), found
+    site_toml.write_text(site_toml.read_text().replace('"sometimes"', '"security"'))
+    [problem] = problems(example_site)
+    assert "packages.reboot: '4am' is not a time of day" in problem and 'reboot = "04:00"' in problem

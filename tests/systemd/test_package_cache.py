@@ -6,7 +6,7 @@ from pathlib import Path
 
 from croft.build import builder
 from croft.site.load import load_site
-from croft.systemd import generated, package_cache
+from croft.systemd import generated, package_cache, upgrades
 
 
 def with_cache(site: Path, upstream: str = "") -> None:
@@ -50,3 +50,21 @@ def test_what_generated_units_run_is_installed_with_them(example_site: Path) -> 
     assert "dnsmasq-base" not in origins
     assert {"dnsmasq-base", "nginx-light"} <= set(generated.packages(site, db1))
     assert package_cache.apt_proxy(site, web1) == ""  # no cache: the machine's own apt sources
+
+
+def test_background_upgrades_name_their_origins_and_reboot_window(example_site: Path) -> None:
+    (example_site / "site.toml").write_text(
+        (example_site / "site.toml").read_text() + '\n[packages]\nupgrades = "all"\nreboot = "04:30"\n'
+    )
+    site = load_site(example_site, use_cache=False)
+    policy = upgrades.policy(site)
+    assert policy.index("#clear Unattended-Upgrade::Origins-Pattern;") < policy.index("Origins-Pattern {")
+    assert "label=Debian-Security" in policy and "codename=${distro_codename}-updates" in policy
+    assert '"origin=croft homelab,codename=croft";' in policy
+    assert 'Automatic-Reboot-Time "04:30";' in policy
+    web1 = site.machines["web1"]
+    assert "unattended-upgrades" in generated.packages(site, web1)
+    assert set(generated.outside_links(site, web1)) == {
+        "etc/apt/apt.conf.d/21croft-auto-upgrades",
+        "etc/apt/apt.conf.d/52croft-unattended-upgrades",
+    }

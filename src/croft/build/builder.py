@@ -38,7 +38,7 @@ from croft.errors import Problem, SiteError
 from croft.layout import UNIT_DIR
 from croft.repository import source as apt_source
 from croft.site.model import Machine, Site
-from croft.systemd import generated, names, package_cache
+from croft.systemd import generated, names, package_cache, upgrades
 
 GENERATED_ORIGIN = "(croft)"
 RESERVED_VARIABLES = ("facts", "machine", "site")
@@ -56,7 +56,7 @@ def trees(site: Site, machine: Machine) -> list[tuple[Path, str]]:
     """The trees a machine is composed of, in order, with their origins: what croft generates
     for the site's names, each layer followed by what croft generates for its services, then the
     machine's own tree."""
-    found = names.trees(site, machine) + package_cache.trees(site, machine)
+    found = names.trees(site, machine) + package_cache.trees(site, machine) + upgrades.trees(site, machine)
     if apt_source.wanted(site):
         found.append((site.generated_dir(apt_source.TREE), "(croft repository)"))
     for layer in site.machine_layers(machine):

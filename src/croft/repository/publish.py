@@ -17,12 +17,13 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from croft.layout import APT_COMPONENT, APT_SUITE, apt_origin
 from croft.repository import debs, key
 from croft.run import run
 from croft.site.model import Site
 
-SUITE = "croft"
-COMPONENT = "main"
+SUITE = APT_SUITE
+COMPONENT = APT_COMPONENT
 ARCHITECTURES = ("amd64", "arm64")
 
 
@@ -62,8 +63,8 @@ def publish(site: Site) -> Published:
         (binary / "Packages").write_text(packages)
         (binary / "Packages.gz").write_bytes(gzip.compress(packages.encode(), mtime=0))
     options = {
-        "Origin": f"croft {site.config.name}",
-        "Label": f"croft {site.config.name}",
+        "Origin": apt_origin(site.config.name),
+        "Label": apt_origin(site.config.name),
         "Suite": SUITE,
         "Codename": SUITE,
         "Components": COMPONENT,

@@ -62,6 +62,11 @@ class PackagesConfig:
     repository: str | None = None
     """Where machines find the site's own APT repository (packages/, built by `croft repo
     build`): its URL, e.g. "http://10.0.0.2:8080/apt"; default croft serve's /apt/."""
+    upgrades: Literal["none", "security", "all"] = "none"
+    """Background upgrades on every machine (unattended-upgrades): none, the distribution's
+    security updates, or all its updates; either way the site's own packages too."""
+    reboot: str | None = None
+    """When a machine whose upgrade needs it reboots by itself, e.g. "04:00"; never without."""
     signing_key: str | None = None
     """The key that signs the site's repository (made by croft when missing; keep it out of
     git); default ~/.local/share/croft/SITE/apt-signing-key.asc."""

@@ -19,6 +19,7 @@ PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 VERSION = re.compile(r"^(\d+:)?\d[A-Za-z0-9.+~-]*$")
 # One dependency: alternatives, each a name with an optional (op version) and :arch.
 _ONE = r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9]+)?( \((<<|<=|=|>=|>>) [A-Za-z0-9.+~:-]+\))?"
+REBOOT_TIME = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 DEPENDENCY = re.compile(rf"^{_ONE}( \| {_ONE})*$")
 
 
@@ -43,6 +44,12 @@ def check_config(file: Path, config: PackagesConfig, machines: set[str], problem
         )
     if not 0 < config.port < 65536:
         problem(("port",), f"{config.port} is not a TCP port", "e.g. port = 3142 (apt-cacher-ng's)")
+    if config.reboot is not None and not REBOOT_TIME.match(config.reboot):
+        problem(
+            ("reboot",),
+            f"{config.reboot!r} is not a time of day",
+            'e.g. reboot = "04:00" (24-hour, local time)',
+        )
     if config.upstream is not None:
         url = urlsplit(config.upstream)
         if url.scheme != "http" or not url.hostname:

@@ -10,13 +10,14 @@ from collections.abc import Iterable
 
 from croft.layout import UNIT_DIR
 from croft.site.model import Machine, Site
-from croft.systemd import names, package_cache, sandbox
+from croft.systemd import names, package_cache, sandbox, upgrades
 from croft.systemd.tree import write_tree
 
 
 def write(site: Site) -> None:
     names.write_trees(site)
     package_cache.write_trees(site)
+    upgrades.write_trees(site)
     for name, layer in site.layers.items():
         target = site.generated_dir(name)
         if layer.config.services:
@@ -47,9 +48,10 @@ def package_origins(site: Site, machine: Machine) -> dict[str, list[str]]:
     add(machine.config.packages, f"machines/{machine.name}.toml")
     add(names.packages(site, machine), "the site's names ([dns])")
     add(package_cache.packages(site, machine), "the package cache ([packages] cache)")
+    add(upgrades.packages(site, machine), "background upgrades ([packages] upgrades)")
     return origins
 
 
 def outside_links(site: Site, machine: Machine) -> dict[str, str]:
     """The links croft keeps outside /usr/local on the machine (path -> path in its tree)."""
-    return package_cache.outside_links(site, machine)
+    return {**package_cache.outside_links(site, machine), **upgrades.outside_links(site, machine)}
