@@ -18,6 +18,7 @@ ORDER = [
     {"deploy"},
     {"pipeline", "snapshots"},
     {"images"},
+    {"daily"},
     {"workflows"},
     {"serve"},
     {"lab"},

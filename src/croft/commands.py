@@ -402,6 +402,52 @@ def snapshot_restore(ctx: click.Context, machine: str, service: str, name: str) 
     click.echo(f"{machine}: {service} restored to {name}")
 
 
+@cli.command()
+@click.option(
+    "--install", is_flag=True, help="Install and start a systemd timer that runs it daily on this host."
+)
+@click.option("--uninstall", is_flag=True, help="Stop and remove that timer.")
+@click.option("--at", default="daily", show_default=True, help="When the timer runs (systemd's OnCalendar=).")
+@click.pass_context
+def daily(ctx: click.Context, install: bool, uninstall: bool, at: str) -> None:
+    """Check the site, publish its repository and verify every machine; exit 1 on any problem."""
+    from croft import daily as pipeline
+    from croft.run import run
+
+    site = _load(ctx)
+    name = pipeline.unit_name(site)
+    if install or uninstall:
+        paths = [pipeline.UNIT_DIR / unit for unit in pipeline.units(site, at)]
+        if uninstall:
+            run(["systemctl", "disable", "--now", f"{name}.timer"], check=False)
+            for path in paths:
+                path.unlink(missing_ok=True)
+            run(["systemctl", "daemon-reload"])
+            click.echo(f"removed {name}.timer")
+            return
+        for path, text in zip(paths, pipeline.units(site, at).values(), strict=True):
+            path.write_text(text)
+        run(["systemctl", "daemon-reload"])
+        run(["systemctl", "enable", "--now", f"{name}.timer"])
+        click.echo(f"installed {name}.timer ({at}); its runs: journalctl -u {name}")
+        return
+    result = pipeline.run_daily(site)
+    for problem in result.problems:
+        click.echo(f"check: {problem}")
+    if result.published is not None:
+        built = ", ".join(result.published.built) or "nothing new"
+        click.echo(f"repository: {len(result.published.packages)} packages published ({built} built)")
+    for verdict in result.verdicts:
+        state = "nothing deployed" if verdict.generation is None else f"generation {verdict.generation}"
+        click.echo(f"{verdict.machine}: {state}, " + ("matches" if verdict.ok else "drifted:"))
+        for line in verdict.drift:
+            click.echo(f"  {line}")
+    for machine, error in result.unreachable.items():
+        click.echo(f"{machine}: cannot verify: {error}")
+    if not result.ok:
+        sys.exit(1)
+
+
 @cli.group()
 def repo() -> None:
     """The site's own APT repository: the packages in packages/ (see docs/packages.md)."""

@@ -233,4 +233,12 @@ def test_background_upgrades_bring_a_new_version_of_the_sites_package(
         assert version == "1.0-2", on(
             fleet, "web1", "tail", "-20", "/var/log/unattended-upgrades/unattended-upgrades.log"
         )
-        croft("verify", "web1")
+
+        # The daily pipeline: check, publish, verify every machine; drift fails it.
+        report = croft("daily").stdout
+        assert "repository: 1 packages published (nothing new built)" in report, report
+        assert "web1: generation" in report and "matches" in report
+        on(fleet, "web1", "rm", "/usr/local/croft/live/root/usr/local/lib/systemd/system/hello-web.service")
+        drifted = croft("daily", ok=False)
+        assert drifted.returncode == 1
+        assert "missing: /usr/local/lib/systemd/system/hello-web.service" in drifted.stdout, drifted.stdout
