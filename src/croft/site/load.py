@@ -32,7 +32,7 @@ from croft.site.model import (
 )
 from croft.site.packages import check_config, check_names, check_site_packages
 from croft.site.services import check_services
-from croft.site.tomlfile import locate, read_toml
+from croft.site.tomlfile import Reporter, locate, read_toml
 
 T = TypeVar("T")
 
@@ -250,7 +250,7 @@ def _load(root: Path) -> Site:
                 continue
             text = path.read_text()
             check_names(path, machine_config.packages, problems)
-            misplaced_vars(path, text, MachineConfig, machine_config.vars, problems)
+            misplaced_vars(path, MachineConfig, machine_config.vars, problems)
             if not _is_address(machine_config.address):
                 problems.append(
                     Problem(
@@ -346,27 +346,21 @@ def _with_service_files(path: Path, config: LayerConfig, problems: list[Problem]
     return dataclasses.replace(config, services=services)
 
 
-def misplaced_vars(
-    file: Path, text: str, model: Any, variables: dict[str, Any], problems: list[Problem]
-) -> None:
+def misplaced_vars(file: Path, model: Any, variables: dict[str, Any], problems: list[Problem]) -> None:
     """Keys of the file's own that TOML put into [vars] because they follow that header."""
-    own = {f.name for f in dataclasses.fields(model)} - {"vars"}
-    for key in sorted(own & set(variables)):
-        problems.append(
-            Problem(
-                file,
-                f"`{key}` is in [vars], as a template variable",
-                line=locate(text, ("vars", key)),
-                field=f"vars.{key}",
-                hint=f"move `{key} = ...` above the [vars] header: a TOML key belongs to the table above it",
-            )
+    problem = Reporter(file, problems)
+    for key in sorted(({f.name for f in dataclasses.fields(model)} - {"vars"}) & set(variables)):
+        problem(
+            ("vars", key),
+            f"`{key}` is in [vars], as a template variable",
+            f"move `{key} = ...` above the [vars] header: a TOML key belongs to the table above it",
         )
 
 
 def _check_layer(path: Path, config: LayerConfig, problems: list[Problem]) -> None:
     toml = path / "layer.toml"
     text = toml.read_text() if toml.exists() else ""
-    misplaced_vars(toml, text, LayerConfig, config.vars, problems)
+    misplaced_vars(toml, LayerConfig, config.vars, problems)
     declared: list[tuple[tuple[str | int, ...], str]] = [
         (("secrets", index), glob) for index, glob in enumerate(config.secrets)
     ]
