@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -278,7 +279,7 @@ def test_invalid_site_changes_nothing(fleet: Fleet, croft: Croft) -> None:
 
 
 def test_watch_deploys_every_saved_edit(fleet: Fleet, croft: Croft) -> None:
-    watcher = croft.popen("deploy", "--watch", "web1")
+    watcher = croft.popen("deploy", "--watch", "web1", env={"PYTHONFAULTHANDLER": "1"})
     try:
         deadline = time.monotonic() + 60
         while "Hello from web1" not in _get_or_empty("web1"):
@@ -294,7 +295,13 @@ def test_watch_deploys_every_saved_edit(fleet: Fleet, croft: Croft) -> None:
             print(f"edit {n} live after {time.monotonic() - saved:.2f} s")
     finally:
         os.killpg(watcher.pid, signal.SIGINT)
-        output, _ = watcher.communicate(timeout=30)
+        try:
+            output, _ = watcher.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            # Still running after Ctrl-C: its threads' stacks (faulthandler, on SIGABRT) say where.
+            os.kill(watcher.pid, signal.SIGABRT)
+            output, _ = watcher.communicate(timeout=30)
+            raise AssertionError(f"croft deploy --watch did not stop on Ctrl-C:\n{output}") from None
         print(output)
     assert watcher.returncode == 0
 

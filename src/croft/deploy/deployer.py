@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from croft import inplace
 from croft.build.manifest import Manifest, empty
 from croft.build.result import BuildResult, build_dir
 from croft.deploy import plan, remote, transfer
@@ -111,10 +112,9 @@ def recall(site: Site, machine: str) -> LiveState | None:
 
 
 def remember(site: Site, machine: str, state: LiveState) -> None:
-    path = _memory(site, machine)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fields = [str(state.live) if state.live is not None else "none", state.digest or "none"]
-    path.write_text(" ".join([*fields, *map(str, state.generations)]) + "\n")
+    # Whole or not at all: croft may be stopped at any moment (Ctrl-C ends its threads).
+    inplace.write(_memory(site, machine), " ".join([*fields, *map(str, state.generations)]) + "\n")
 
 
 def forget(site: Site, machine: str) -> None:

@@ -55,7 +55,10 @@ def deploy_fleet(
     first = [(index, m) for index, m in enumerate(machines) if m.name == cache and len(machines) > 1]
     rest = [(index, m) for index, m in enumerate(machines) if (index, m) not in first]
     for wave in (first, rest):
-        threads = [threading.Thread(target=work, args=item) for item in wave]
+        # Daemon threads: Ctrl-C ends croft at once. A switch under way finishes on its machine
+        # anyway (apply.sh runs detached from the connection), and the next deploy reads the
+        # machine again when what croft remembered is stale.
+        threads = [threading.Thread(target=work, args=item, daemon=True) for item in wave]
         for thread in threads:
             thread.start()
         for thread in threads:
