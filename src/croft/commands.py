@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -228,6 +229,8 @@ def deploy(ctx: click.Context, machines: tuple[str, ...], no_rollback: bool, wat
         key = selection_key(machines)
         site.select(machines)  # unknown names fail now, not in the loop
         click.echo("watching for edits; Ctrl-C to stop")
+        # Stopped as a service or a CI step is (SIGTERM), it ends as on Ctrl-C.
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             watch_site(str(site.state_dir), key, lambda: _deploy(ctx, machines, not no_rollback))
         except KeyboardInterrupt:

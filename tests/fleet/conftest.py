@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -60,8 +61,11 @@ class Croft:
         return result
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        """croft in the background, as in a terminal of its own: Ctrl-C (SIGINT) reaches it even
+        when this test session runs with SIGINT ignored (a background job of a script)."""
         return subprocess.Popen(
             [*CROFT, *args],
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
             env={**self.env, **(env or {})},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
