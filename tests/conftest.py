@@ -77,6 +77,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     _machine_lock.append(lock)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_data_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """What croft keeps in the user's data directory (a site's signing key) goes to the test
+    session's, never the home of whoever runs the tests."""
+    os.environ["XDG_DATA_HOME"] = str(tmp_path_factory.mktemp("data-home"))
+
+
 @pytest.fixture
 def example_site(tmp_path: Path) -> Path:
     return copy_example(tmp_path)
