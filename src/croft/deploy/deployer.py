@@ -23,7 +23,6 @@ from croft.deploy.remote import Generation, LiveState
 from croft.deploy.ssh import Connection
 from croft.errors import CroftError
 from croft.layout import REMOTE
-from croft.repository import source
 from croft.run import run, run_binary, run_streaming
 from croft.site.model import Machine, Site
 from croft.systemd import generated, package_cache
@@ -191,6 +190,9 @@ def apply_script(
 
 def apt_settings(site: Site, machine: Machine) -> tuple[str, str, str]:
     """(proxy, host reached directly, the site repository's source) for apply.sh's apt runs."""
+    # Here, not at the top: a deploy with nothing to do never switches, and pays nothing for it.
+    from croft.repository import source
+
     proxy = package_cache.apt_proxy(site, machine)
     return (
         proxy,

@@ -4,8 +4,9 @@ under /usr/local and linked from /etc/apt/sources.list.d/, the one directory apt
 
 from __future__ import annotations
 
+from croft.layout import APT_COMPONENT as COMPONENT
+from croft.layout import APT_SUITE as SUITE
 from croft.repository import key
-from croft.repository.publish import COMPONENT, SUITE
 from croft.site.model import Site
 from croft.systemd.tree import GeneratedFile, write_tree
 
