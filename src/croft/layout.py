@@ -62,6 +62,14 @@ def apt_origin(site_name: str) -> str:
 # -- on this machine -----------------------------------------------------------------------------
 
 
+def data_dir(site: str) -> Path:
+    """What croft keeps for a site outside its repository (signing and WireGuard keys):
+    $XDG_DATA_HOME/croft/SITE, else ~/.local/share/croft/SITE."""
+    from pathlib import Path
+
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "croft" / site
+
+
 def cache_dir() -> Path:
     """croft's cache (downloads, image roots, SSH control sockets): $CROFT_CACHE, else
     ~/.cache/croft."""

@@ -36,7 +36,7 @@ def load() -> list[Tool]:
     tools = []
     for line in LIST.read_text().splitlines():
         if line.strip() and not line.startswith("#"):
-            name, package, needed_by = line.split()
+            name, package, needed_by, *_apt = line.split()
             tools.append(Tool(name, package, tuple(needed_by.split(","))))
     return tools
 

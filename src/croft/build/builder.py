@@ -38,7 +38,7 @@ from croft.errors import Problem, SiteError
 from croft.layout import UNIT_DIR
 from croft.repository import source as apt_source
 from croft.site.model import Machine, Site
-from croft.systemd import generated, names, package_cache, upgrades
+from croft.systemd import firewall, generated, names, overlay, package_cache, upgrades
 
 GENERATED_ORIGIN = "(croft)"
 RESERVED_VARIABLES = ("facts", "machine", "site")
@@ -56,7 +56,8 @@ def trees(site: Site, machine: Machine) -> list[tuple[Path, str]]:
     """The trees a machine is composed of, in order, with their origins: what croft generates
     for the site's names, each layer followed by what croft generates for its services, then the
     machine's own tree."""
-    found = names.trees(site, machine) + package_cache.trees(site, machine) + upgrades.trees(site, machine)
+    found = names.trees(site, machine) + overlay.trees(site, machine) + firewall.trees(site, machine)
+    found += package_cache.trees(site, machine) + upgrades.trees(site, machine)
     if apt_source.wanted(site):
         found.append((site.generated_dir(apt_source.TREE), "(croft repository)"))
     for layer in site.machine_layers(machine):
@@ -363,6 +364,7 @@ class MachineBuild:
         self.template_deps: dict[str, dict[str, list[str]]] = {}
         layers = site.machine_layers(machine)
         self.secret_globs = [glob for layer in layers for glob in layer.config.secrets]
+        self.secret_globs += generated.secret_globs(site, machine)
         self.unit_globs = [
             (unit, glob)
             for layer in layers
@@ -383,7 +385,7 @@ class MachineBuild:
             for name, service in layer.config.services.items()
             if service.container is not None
         ]
-        self.unit_globs += names.unit_globs(site, machine)
+        self.unit_globs += generated.unit_globs(site, machine)
 
     def run(self) -> BuildResult:
         """Build the whole tree, reusing every output whose key still matches."""

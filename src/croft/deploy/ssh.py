@@ -41,6 +41,8 @@ class Connection:
             "LogLevel=ERROR",
             *target.options,
         ]
+        if target.via is not None:
+            options.append(f"ProxyCommand={_through(Connection(target.via, known_hosts, persist=persist))}")
         self.argv = ["ssh", "-p", str(target.port)]
         if target.key:
             self.argv += ["-i", str(target.key), "-o", "IdentitiesOnly=yes"]
@@ -83,6 +85,16 @@ class Connection:
 
     def close(self) -> None:
         run([*self.argv, "-O", "exit", self.destination], check=False, timeout=10)
+
+
+def _through(bastion: Connection) -> str:
+    """The ProxyCommand that reaches a machine through `bastion`: its kept-open connection
+    when there is one (ControlMaster=no: a stdio forward never becomes a master itself), else a
+    connection of its own."""
+    # First: ssh takes the first value it is given for an option.
+    argv = [bastion.argv[0], "-o", "ControlMaster=no", *bastion.argv[1:], "-W", "%h:%p", bastion.destination]
+    # ssh expands %-tokens in ProxyCommand: the bastion's own (its ControlPath's %C) are kept.
+    return " ".join(shlex.quote(arg.replace("%", "%%")) for arg in argv).replace("%%h:%%p", "%h:%p")
 
 
 class ConnectionFailed(CommandError):

@@ -70,6 +70,13 @@ class Container:
             ]
         )
         (self.root / "etc" / "hostname").write_text(self.name + "\n")
+        # host0's address is given from outside (configure_network): systemd-networkd, which a
+        # site's overlay starts, must not take the link over with the DHCP Debian's
+        # 80-container-host0.network asks for.
+        masked = self.root / "etc" / "systemd" / "network" / "80-container-host0.network"
+        masked.parent.mkdir(parents=True, exist_ok=True)
+        if not masked.is_symlink():
+            masked.symlink_to("/dev/null")
         state = self._make_state_filesystem()
         cgroups = self.cgroups()
         for cgroup in cgroups:

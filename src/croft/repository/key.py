@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from croft.layout import data_dir
 from croft.run import run
 from croft.site.model import Site
 
@@ -25,8 +26,7 @@ def key_path(site: Site) -> Path:
     configured = site.config.packages.signing_key
     if configured:
         return Path(configured).expanduser()
-    data = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
-    return data / "croft" / site.config.name / "apt-signing-key.asc"
+    return data_dir(site.config.name) / "apt-signing-key.asc"
 
 
 def public_path(site: Site) -> Path:

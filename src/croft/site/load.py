@@ -30,6 +30,7 @@ from croft.site.model import (
     SitePackage,
     SitePackageConfig,
 )
+from croft.site.network import check_firewall, check_overlay, check_via
 from croft.site.packages import check_config, check_names, check_site_packages
 from croft.site.services import check_services
 from croft.site.tomlfile import Reporter, locate, read_toml
@@ -311,6 +312,8 @@ def _load(root: Path) -> Site:
         check_config(root / "site.toml", config.packages, set(machines), problems)
         repository = Site(root, config, {}, {}).repository_url
         check_site_packages(site_packages, config.packages, repository, root / "site.toml", problems)
+    if config is not None:
+        _check_networks(Site(root, config, machines, layers), problems)
     dns = config.dns if config is not None else None
     # (A machine whose own file is invalid is reported as such, not again here.)
     if dns is not None and not (machines_dir / f"{dns.server}.toml").exists():
@@ -328,6 +331,19 @@ def _load(root: Path) -> Site:
     return Site(
         root=root, config=config, machines=machines, layers=layers, images=images, site_packages=site_packages
     )
+
+
+def _check_networks(site: Site, problems: list[Problem]) -> None:
+    """[network], [ssh] via and [firewall]: they name machines, so they are checked once all
+    machines are known."""
+    check_overlay(site.root / "site.toml", site, problems)
+    check_via(site.root / "site.toml", site, problems)
+    for layer in site.layers.values():
+        if layer.config.firewall is not None:
+            check_firewall(layer.path / "layer.toml", layer.config.firewall, site, problems)
+    for machine in site.machines.values():
+        if machine.config.firewall is not None:
+            check_firewall(machine.file, machine.config.firewall, site, problems)
 
 
 def _with_service_files(path: Path, config: LayerConfig, problems: list[Problem]) -> LayerConfig:

@@ -27,7 +27,10 @@ class SshConfig:
     key: str | None = None
     """Private key file; relative paths are relative to the site directory."""
     options: tuple[str, ...] = ()
-    """Extra `ssh -o` options, e.g. "ProxyJump=bastion"."""
+    """Extra `ssh -o` options, e.g. "ServerAliveInterval=30"."""
+    via: str | None = None
+    """A machine of the site every SSH connection to this one goes through (a bastion): croft
+    reaches it first, over its own kept-open connection, and on from there."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,37 @@ class DnsConfig:
     __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     server: str
     """The machine that answers for the domain (dnsmasq); every machine asks it (systemd-resolved)."""
+
+
+@dataclass(frozen=True)
+class OverlayConfig:
+    """[network.overlay]: a WireGuard network between the site's machines (docs/network.md)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    subnet: str = "10.99.0.0/24"
+    """The overlay's IPv4 network; each machine's address in it comes from its name."""
+    ula: str | None = None
+    """The overlay's IPv6 /64, a unique local prefix (fd00::/8); default one derived from the
+    site's name."""
+    port: int = 51820
+    """The UDP port WireGuard listens on, on every machine."""
+    topology: Literal["mesh", "hub"] = "mesh"
+    """mesh: every machine has every other as a peer; hub: machines have the hub alone as their
+    peer, and it forwards between them (machines that cannot reach each other directly)."""
+    hub: str | None = None
+    """With topology = "hub": the machine the others connect to."""
+    machines: tuple[str, ...] = ()
+    """The machines that join; default every machine of the site."""
+    keepalive: int = 0
+    """Seconds between keepalives to each peer (25 keeps a NAT's mapping open); 0: none."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """[network]: networks croft makes between the site's machines."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    overlay: OverlayConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -147,6 +181,7 @@ class SiteConfig:
     deploy: DeployConfig = field(default_factory=DeployConfig)
     dns: DnsConfig | None = None
     packages: PackagesConfig = field(default_factory=PackagesConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     serve: ServeConfig | None = None
     vars: dict[str, Any] = field(default_factory=dict)
 
@@ -189,6 +224,30 @@ class HardwareConfig:
 
 
 @dataclass(frozen=True)
+class RuleConfig:
+    """[firewall.allow.NAME]: traffic a machine accepts besides its services' ports."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    ports: tuple[str, ...]
+    """"443" or "443/tcp", "53/udp", "60000-61000/udp"."""
+    sources: tuple[str, ...] = ()
+    """Who may send it: addresses, networks ("192.168.1.0/24"), machine names, "overlay" (the
+    site's overlay network); default anyone."""
+
+
+@dataclass(frozen=True)
+class FirewallConfig:
+    """[firewall] in layer.toml or a machine's file: the machine refuses inbound traffic but
+    SSH, the overlay, what its services declare (ports, sockets) and the named rules."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    ssh_from: tuple[str, ...] | None = None
+    """Who may open SSH connections to it, as in RuleConfig.sources (e.g. its bastion, "overlay");
+    default anyone. Several files that say it add up."""
+    allow: dict[str, RuleConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class MachineConfig:
     """machines/<name>.toml"""
 
@@ -199,6 +258,7 @@ class MachineConfig:
     vars: dict[str, Any] = field(default_factory=dict)
     packages: tuple[str, ...] = ()
     """Debian packages this machine needs, besides its layers' (see LayerConfig.packages)."""
+    firewall: FirewallConfig | None = None
     hardware: HardwareConfig | None = None
 
 
@@ -284,6 +344,9 @@ class ServiceConfig:
     network: Literal["host", "private"] = "host"
     socket: SocketConfig | None = None
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    ports: tuple[str, ...] = ()
+    """Ports it listens on that the machine's firewall opens: "8080" (TCP), "53/udp"; a socket's
+    and a VM's ports are opened without being named here."""
     devices: tuple[str, ...] = ()
     """Device nodes it may use, e.g. /dev/dri/renderD128; all others are hidden."""
     address_families: tuple[str, ...] = ()
@@ -317,6 +380,8 @@ class LayerConfig:
     /usr/local/croft/adopted/ and putting it back when it stops shipping the path (a rollback,
     croft reset). Without it, such a path stops the deploy: croft never deletes what it does
     not own."""
+    firewall: FirewallConfig | None = None
+    """A firewall on every machine with this layer (see FirewallConfig)."""
 
 
 @dataclass(frozen=True)
@@ -413,6 +478,8 @@ class SshTarget:
     port: int
     key: Path | None
     options: tuple[str, ...]
+    via: SshTarget | None = None
+    """The bastion this connection goes through."""
 
 
 @dataclass(frozen=True)
@@ -484,7 +551,18 @@ class Site:
             port=own.port or site.port or 22,
             key=key_path,
             options=site.options + own.options,
+            via=None if (bastion := self.bastion(machine)) is None else self.ssh_target(bastion),
         )
+
+    def bastion(self, machine: Machine) -> Machine | None:
+        """The machine SSH to `machine` goes through, if any: its own [ssh] via, else the
+        site's; never itself (via = "" in its file: directly)."""
+        via = machine.config.ssh.via
+        if via is None:
+            via = self.config.ssh.via
+        if not via or via == machine.name or via not in self.machines:
+            return None
+        return self.machines[via]
 
     def select(self, names: list[str] | tuple[str, ...]) -> list[Machine]:
         """The named machines (all when none are named); unknown names are an error."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from croft.errors import Problem
 from croft.site.model import OWNED_ROOT, ServiceConfig
+from croft.site.network import check_ports
 from croft.site.tomlfile import Reporter
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -57,6 +58,7 @@ def check_services(layer: Path, services: dict[str, ServiceConfig], problems: li
                         f"{directory!r} is not a directory the service can own",
                         'use an absolute path such as "/var/lib/nginx"',
                     )
+        check_ports(problem, ("ports",), service.ports)
         for period, count in service.snapshots.items():
             if period not in PERIODS:
                 problem(

@@ -10,12 +10,14 @@ from collections.abc import Iterable
 
 from croft.layout import UNIT_DIR
 from croft.site.model import Machine, Site
-from croft.systemd import names, package_cache, sandbox, upgrades
+from croft.systemd import firewall, names, overlay, package_cache, sandbox, upgrades
 from croft.systemd.tree import write_tree
 
 
 def write(site: Site) -> None:
     names.write_trees(site)
+    overlay.write_trees(site)
+    firewall.write_trees(site)
     package_cache.write_trees(site)
     upgrades.write_trees(site)
     for name, layer in site.layers.items():
@@ -47,9 +49,22 @@ def package_origins(site: Site, machine: Machine) -> dict[str, list[str]]:
         add(sandbox.packages(layer.config.services), f"layer {layer.name}'s services")
     add(machine.config.packages, f"machines/{machine.name}.toml")
     add(names.packages(site, machine), "the site's names ([dns])")
+    add(overlay.packages(site, machine), "the overlay network ([network.overlay])")
+    add(firewall.packages(site, machine), "the firewall ([firewall])")
     add(package_cache.packages(site, machine), "the package cache ([packages] cache)")
     add(upgrades.packages(site, machine), "background upgrades ([packages] upgrades)")
     return origins
+
+
+def unit_globs(site: Site, machine: Machine) -> list[tuple[str, str]]:
+    """The generated files that belong to a unit (a change restarts or reloads it)."""
+    generators = (names, overlay, firewall)
+    return [glob for generator in generators for glob in generator.unit_globs(site, machine)]
+
+
+def secret_globs(site: Site, machine: Machine) -> list[str]:
+    """The generated files that are secrets (0600, never shown)."""
+    return overlay.secret_globs(site, machine)
 
 
 def outside_links(site: Site, machine: Machine) -> dict[str, str]:

@@ -1,0 +1,148 @@
+"""The site's networks on real machines: a WireGuard overlay (wireguard-go here: this host's
+kernel has no WireGuard module) with the site's names over it, nftables firewalls, and SSH
+through a bastion."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from croft.fleet.fleet import Fleet
+from croft.fleet.rootfs import ssh_key
+from croft.site import network
+from croft.site.load import load_site
+from tests.fleet.conftest import Croft
+from tests.fleet.relay import Relay
+
+pytestmark = pytest.mark.fleet
+
+RELAY_PORT = 8144
+DOMAIN = "lab.home.arpa"
+
+
+@pytest.fixture
+def relay(fleet: Fleet) -> Iterator[Relay]:
+    with Relay(fleet.lan.host_address, RELAY_PORT) as started:
+        yield started
+
+
+def on(fleet: Fleet, machine: str, *argv: str) -> str:
+    return fleet.containers[machine].enter(*argv)
+
+
+def answers(fleet: Fleet, machine: str, url: str) -> bool:
+    """Whether `url` answers from `machine` within a few seconds."""
+    status = on(fleet, machine, "curl", "-s", "--max-time", "3", "-o", "/dev/null", "-w", "%{http_code}", url)
+    return status.strip() not in ("", "000")
+
+
+def append(croft: Croft, path: str, text: str) -> None:
+    file = croft.site / path
+    file.write_text(file.read_text() + "\n" + text)
+
+
+def with_apt(croft: Croft, relay: Relay) -> None:
+    """The fleet has no way out: machines fetch packages through the relay on the host."""
+    append(croft, "site.toml", f'[packages]\nupstream = "{relay.url}"\n')
+
+
+def test_machines_join_the_overlay_and_reach_each_others_services_by_name(
+    fleet: Fleet, croft: Croft, relay: Relay
+) -> None:
+    with_apt(croft, relay)
+    append(croft, "site.toml", '[network.overlay]\nsubnet = "10.99.0.0/24"\n')
+    diff = croft("diff", "web1", ok=False).stdout
+    assert "+pkg wireguard-go" in diff
+    assert "croft0.conf" in diff and "PrivateKey" not in diff  # the key is a secret
+    croft("deploy", timeout=600)
+    site = load_site(croft.site, use_cache=False)
+    overlay = network.addresses(site)
+
+    # Each machine has its interface (wireguard-go: no kernel module here), its addresses and a
+    # peer for each other machine; its key file is root's alone.
+    assert len(on(fleet, "web1", "wg", "show", "croft0", "peers").split()) == 2
+    assert str(overlay["web1"].ipv4) in on(fleet, "web1", "ip", "-brief", "address", "show", "croft0")
+    mode = on(fleet, "web1", "stat", "-L", "-c", "%a %U", "/usr/local/etc/croft/overlay/croft0.conf")
+    assert mode.strip() == "600 root"
+
+    # The site's names, asked over the overlay, answer with overlay addresses; web2's web
+    # server answers db1 over it.
+    resolved = on(fleet, "db1", "getent", "ahostsv4", f"web2.{DOMAIN}").split()[0]
+    assert resolved == str(overlay["web2"].ipv4.ip)
+    assert answers(fleet, "db1", f"http://web2.{DOMAIN}:8080/")
+    ping = on(fleet, "web1", "busybox", "ping", "-c1", "-W3", str(overlay["web2"].ipv6.ip))
+    assert " 0% packet loss" in ping
+
+    # A machine leaves: the others' peers change (wg syncconf, no restart) and nothing else.
+    site_toml = croft.site / "site.toml"
+    site_toml.write_text(
+        site_toml.read_text().replace(
+            'subnet = "10.99.0.0/24"', 'subnet = "10.99.0.0/24"\nmachines = ["db1", "web1"]'
+        )
+    )
+    diff = croft("diff", "web1", ok=False).stdout
+    changed = [line for line in diff.splitlines() if line.startswith(("+", "-", "~"))]
+    assert changed and all("croft0.conf" in line for line in changed), diff
+    started = on(fleet, "web1", "systemctl", "show", "-P", "ActiveEnterTimestampMonotonic", "croft-overlay")
+    croft("deploy", timeout=600)
+    assert len(on(fleet, "web1", "wg", "show", "croft0", "peers").split()) == 1
+    again = on(fleet, "web1", "systemctl", "show", "-P", "ActiveEnterTimestampMonotonic", "croft-overlay")
+    assert again == started  # reloaded, not restarted
+    assert "croft0" not in on(fleet, "web2", "ip", "-brief", "link")
+
+
+def test_the_firewall_lets_in_what_services_declare_and_nothing_else(
+    fleet: Fleet, croft: Croft, relay: Relay
+) -> None:
+    with_apt(croft, relay)
+    append(croft, "machines/web1.toml", "[firewall]\n")
+    croft("deploy", "web1", timeout=600)
+    # hello-web declares 8080; a listener nobody declared is refused.
+    on(fleet, "web1", "systemd-run", "--unit=probe", "busybox", "httpd", "-f", "-p", "9999", "-h", "/tmp")
+    address = fleet.containers["web1"].address
+    assert answers(fleet, "db1", f"http://{address}:8080/")
+    assert not answers(fleet, "db1", f"http://{address}:9999/")
+    assert answers(fleet, "web1", "http://127.0.0.1:9999/")  # loopback is never filtered
+    ruleset = on(fleet, "web1", "nft", "list", "table", "inet", "croft")
+    assert "tcp dport 8080 accept" in ruleset and "policy drop" in ruleset
+    # A rule the site names opens its port; croft still gets in (a no-op deploy).
+    append(croft, "machines/web1.toml", '[firewall.allow.probe]\nports = ["9999"]\nsources = ["db1"]\n')
+    croft("deploy", "web1", timeout=300)
+    assert answers(fleet, "db1", f"http://{address}:9999/")
+    assert not answers(fleet, "web2", f"http://{address}:9999/")
+    on(fleet, "web1", "systemctl", "stop", "probe")
+    # A rollback loads the previous ruleset; reset leaves no table.
+    croft("rollback", "web1", timeout=300)
+    assert not answers(fleet, "db1", f"http://{address}:9999/")
+    croft("reset", "web1", timeout=300)
+    assert "croft" not in on(fleet, "web1", "nft", "list", "tables")
+
+
+def test_a_machine_only_its_bastion_may_ssh_to_is_deployed_through_it(
+    fleet: Fleet, croft: Croft, relay: Relay
+) -> None:
+    with_apt(croft, relay)
+    append(croft, "machines/web2.toml", '[ssh]\nvia = "db1"\n\n[firewall]\nssh_from = ["db1"]\n')
+    croft("deploy", "web2", timeout=600)
+    bastion = fleet.containers["db1"].address
+    ruleset = on(fleet, "web2", "nft", "list", "table", "inet", "croft")
+    assert f"ip saddr {bastion} tcp dport 22 accept" in ruleset
+    # Directly, SSH to web2 is refused now; croft goes through db1 (diff, deploy, its
+    # confirmation's new connection, rollback).
+    direct = subprocess.run(
+        [
+            "ssh", "-i", str(ssh_key()), "-o", "BatchMode=yes", "-o", "ConnectTimeout=3",
+            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "ControlPath=none", f"root@{fleet.containers['web2'].address}", "true",
+        ],
+        capture_output=True,
+        timeout=30,
+    )  # fmt: skip
+    assert direct.returncode == 255
+    append(croft, "machines/web2.toml", '[firewall.allow.web]\nports = ["8080"]\n')
+    assert croft("diff", "web2", ok=False).returncode == 2
+    croft("deploy", "web2", timeout=300)
+    assert croft("diff", "web2").returncode == 0
+    croft("reset", "web2", timeout=300)
