@@ -16,7 +16,7 @@ ORDER = [
     {"repository"},
     {"build"},
     {"deploy"},
-    {"pipeline", "snapshots"},
+    {"pipeline", "snapshots", "vpn"},
     {"images"},
     {"daily"},
     {"workflows"},

@@ -481,6 +481,75 @@ def repo_key(ctx: click.Context) -> None:
 
 
 @cli.group()
+def vpn() -> None:
+    """Peers of the site's VPN gateway: phones and laptops (see docs/network.md)."""
+
+
+@vpn.command("add")
+@click.argument("name")
+@click.pass_context
+def vpn_add(ctx: click.Context, name: str) -> None:
+    """Add a peer: its keys, vpn/NAME.toml and its configuration, shown as a QR code."""
+    from croft import tools
+    from croft import vpn as peers
+
+    tools.require("vpn")
+    site = peers.add(_load(ctx), name)
+    _show_peer(site, name)
+    click.echo(f"added {name}: deploy {site.config.network.gateway} to let it in", err=True)
+
+
+@vpn.command("show")
+@click.argument("name")
+@click.pass_context
+def vpn_show(ctx: click.Context, name: str) -> None:
+    """Show a peer's configuration again (QR code, file)."""
+    from croft import tools
+    from croft import vpn as peers
+
+    tools.require("vpn")
+    site = _load(ctx)
+    if name not in site.vpn_peers:
+        raise CroftError(f"no VPN peer {name!r} (peers: {', '.join(sorted(site.vpn_peers)) or 'none'})")
+    peers.write_client(site, name)
+    _show_peer(site, name)
+
+
+def _show_peer(site: Site, name: str) -> None:
+    from croft import vpn as peers
+
+    path = peers.client_file(site, name)
+    if sys.stdout.isatty():
+        click.echo(peers.qr_text(path))
+    click.echo(f"{name}: {path} (and its QR code, {path.with_suffix('.png')}); it holds the private key")
+
+
+@vpn.command("list")
+@click.pass_context
+def vpn_list(ctx: click.Context) -> None:
+    """The peers and their addresses in the overlay."""
+    from croft.site import network
+
+    site = _load(ctx)
+    addresses = network.addresses(site)
+    for name in sorted(site.vpn_peers):
+        address = addresses.get(name)
+        click.echo(f"{name}\t{address.ipv4.ip if address else '-'}\t{address.ipv6.ip if address else '-'}")
+
+
+@vpn.command("remove")
+@click.argument("name")
+@click.pass_context
+def vpn_remove(ctx: click.Context, name: str) -> None:
+    """Remove a peer and its keys: the gateway's next deploy shuts it out."""
+    from croft import vpn as peers
+
+    site = _load(ctx)
+    peers.remove(site, name)
+    click.echo(f"removed {name}: deploy {site.config.network.gateway} to shut it out", err=True)
+
+
+@cli.group()
 def image() -> None:
     """Netboot environments and disk images, from the recipes in images/ (see docs/images.md)."""
 

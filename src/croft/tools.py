@@ -16,7 +16,7 @@ from pathlib import Path
 from croft.errors import CroftError
 
 LIST = Path(__file__).with_name("tools.txt")
-PURPOSES = ("deploy", "image", "arm64", "serve", "lab", "fleet", "repo", "test")
+PURPOSES = ("deploy", "image", "arm64", "serve", "lab", "fleet", "repo", "vpn", "test")
 
 
 @dataclass(frozen=True)

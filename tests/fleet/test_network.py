@@ -4,13 +4,17 @@ through a bastion."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from croft.fleet.fleet import Fleet
 from croft.fleet.rootfs import ssh_key
+from croft.lan import BRIDGE
+from croft.run import run
 from croft.site import network
 from croft.site.load import load_site
 from tests.fleet.conftest import Croft
@@ -146,3 +150,118 @@ def test_a_machine_only_its_bastion_may_ssh_to_is_deployed_through_it(
     croft("deploy", "web2", timeout=300)
     assert croft("diff", "web2").returncode == 0
     croft("reset", "web2", timeout=300)
+
+
+PEER_NETNS = "croft-vpnpeer"
+PEER_ADDRESS = "10.79.0.250"
+
+
+@pytest.fixture
+def vpn_peer(fleet: Fleet) -> Iterator[str]:
+    """A laptop on the LAN: a network namespace of its own, plugged into the fleet's bridge."""
+    lan = fleet.lan
+    run(["ip", "netns", "del", PEER_NETNS], check=False)
+    run(["ip", "netns", "add", PEER_NETNS])
+    run(
+        [
+            "ip",
+            "link",
+            "add",
+            "vpnpeer",
+            "netns",
+            PEER_NETNS,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vpnlan",
+            "netns",
+            lan.name,
+        ]
+    )
+    run(["ip", "-n", lan.name, "link", "set", "vpnlan", "master", BRIDGE, "up"])
+    run(["ip", "-n", PEER_NETNS, "addr", "add", f"{PEER_ADDRESS}/{lan.network.prefixlen}", "dev", "vpnpeer"])
+    run(["ip", "-n", PEER_NETNS, "link", "set", "vpnpeer", "up"])
+    run(["ip", "-n", PEER_NETNS, "link", "set", "lo", "up"])
+    resolv = Path("/etc/netns") / PEER_NETNS
+    try:
+        yield PEER_NETNS
+    finally:
+        run(["ip", "-n", PEER_NETNS, "link", "del", "wg0"], check=False)  # ends its wireguard-go
+        run(["ip", "netns", "del", PEER_NETNS], check=False)
+        shutil.rmtree(resolv, ignore_errors=True)
+
+
+def in_peer(*argv: str, check: bool = True) -> str:
+    return run(["ip", "netns", "exec", PEER_NETNS, *argv], check=check).stdout
+
+
+def join_with(conf: Path) -> None:
+    """What WireGuard's app does with the configuration: a tunnel (wireguard-go here), its
+    addresses, a route to the overlay and the site's DNS."""
+    settings = dict(
+        line.split(" = ", 1)
+        for line in conf.read_text().splitlines()
+        if " = " in line and not line.startswith("#")
+    )
+    stripped = conf.with_name("stripped.conf")
+    stripped.write_text(run(["wg-quick", "strip", conf]).stdout)
+    in_peer("wireguard-go", "wg0")
+    in_peer("wg", "setconf", "wg0", str(stripped))
+    for address in settings["Address"].split(", "):
+        in_peer("ip", "address", "add", address, "dev", "wg0")
+    in_peer("ip", "link", "set", "wg0", "up")
+    for allowed in settings["AllowedIPs"].split(", "):
+        in_peer("ip", "route", "add", allowed, "dev", "wg0")
+    server, domain = settings["DNS"].split(", ")
+    resolv = Path("/etc/netns") / PEER_NETNS / "resolv.conf"
+    resolv.parent.mkdir(parents=True, exist_ok=True)
+    resolv.write_text(f"nameserver {server}\nsearch {domain}\n")
+
+
+def test_a_vpn_peer_joins_through_the_gateway_and_reaches_services_by_name(
+    fleet: Fleet, croft: Croft, relay: Relay, vpn_peer: str
+) -> None:
+    with_apt(croft, relay)
+    append(croft, "site.toml", '[network]\ngateway = "db1"\n\n[network.overlay]\nsubnet = "10.99.0.0/24"\n')
+    added = croft("vpn", "add", "laptop")
+    conf = Path(added.stdout.split("laptop: ", 1)[1].split(" (", 1)[0])
+    assert conf.stat().st_mode & 0o777 == 0o600 and conf.with_suffix(".png").exists()
+    assert "PrivateKey" not in (croft.site / "vpn/laptop.toml").read_text()
+    croft("deploy", timeout=600)
+
+    join_with(conf)
+    site = load_site(croft.site, use_cache=False)
+    web2 = str(network.addresses(site)["web2"].ipv4.ip)
+    assert in_peer("getent", "ahostsv4", f"web2.{DOMAIN}").split()[0] == web2
+    status = in_peer(
+        "curl",
+        "-s",
+        "--max-time",
+        "5",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        f"http://web2.{DOMAIN}:8080/",
+        check=False,
+    )
+    assert status == "200"
+
+    # Removed from the site, the peer is shut out at the gateway's next deploy.
+    croft("vpn", "remove", "laptop")
+    assert not conf.exists()
+    croft("deploy", "db1", timeout=300)
+    status = in_peer(
+        "curl",
+        "-s",
+        "--max-time",
+        "3",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        f"http://{web2}:8080/",
+        check=False,
+    )
+    assert status == "000"

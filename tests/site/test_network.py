@@ -96,13 +96,13 @@ def test_firewall_rules_and_service_ports_are_located_with_hints(example_site: P
         '[firewall.allow.web]\nports = ["443", "http"]\nsources = ["overlay"]\n'
     )
     service = example_site / "layers/web/services/hello-web.toml"
-    service.write_text('ports = ["8080", "99999/tcp"]\n' + service.read_text())
+    service.write_text(service.read_text().replace('ports = ["8080"]', 'ports = ["8080", "99999/tcp"]'))
     found = problems(example_site)
     expected = [
         "web/layer.toml:4: firewall.ssh_from.2: 'nowhere!' is not an address, a network, a machine",
         "web/layer.toml:7: firewall.allow.web.ports.1: 'http' is not a port",
         "web/layer.toml:8: firewall.allow.web.sources.0: the site has no overlay",
-        "hello-web.toml:1: ports.1: service 'hello-web': '99999/tcp' is not a port",
+        "hello-web.toml:4: ports.1: service 'hello-web': '99999/tcp' is not a port",
     ]
     for message in expected:
         assert any(message in problem for problem in found), (message, found)
@@ -114,3 +114,29 @@ def test_ports_parse_as_tcp_unless_they_say_udp() -> None:
     assert str(network.parse_port("60000-61000/udp")) == "60000-61000/udp"
     for bad in ("0", "70000", "443/sctp", "20-10", "http"):
         assert network.parse_port(bad) is None
+
+
+def test_vpn_peers_need_the_gateway_and_a_wireguard_key(example_site: Path) -> None:
+    (example_site / "vpn").mkdir()
+    (example_site / "vpn/phone.toml").write_text('public_key = "not a key"\n')
+    (example_site / "vpn/web1.toml").write_text('public_key = "' + "A" * 43 + '="\n')
+    found = problems(example_site)
+    assert any("vpn/phone.toml:1: public_key: not a WireGuard public key" in p for p in found), found
+    assert any("vpn/phone.toml: a VPN peer without a gateway" in p and "[network]" in p for p in found)
+    assert any("vpn/web1.toml: 'web1' is not a peer name of its own (a machine has it)" in p for p in found)
+    append(example_site / "site.toml", '[network]\ngateway = "db1"\n')
+    assert any("network.gateway: a VPN gateway needs the overlay" in p for p in problems(example_site))
+
+
+def test_vpn_peers_take_addresses_after_the_machines(example_site: Path) -> None:
+    append(
+        example_site / "site.toml",
+        '[network]\ngateway = "db1"\n\n[network.overlay]\nsubnet = "10.99.0.0/28"\n',
+    )
+    before = network.addresses(load_site(example_site, use_cache=False))
+    (example_site / "vpn").mkdir()
+    for name in ("phone", "laptop", "tablet"):
+        (example_site / f"vpn/{name}.toml").write_text('public_key = "' + "A" * 43 + '="\n')
+    after = network.addresses(load_site(example_site, use_cache=False))
+    assert {name: after[name] for name in before} == before  # no machine moved
+    assert len({address.ipv4 for address in after.values()}) == 8

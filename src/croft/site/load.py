@@ -29,8 +29,10 @@ from croft.site.model import (
     SiteConfig,
     SitePackage,
     SitePackageConfig,
+    VpnPeer,
+    VpnPeerConfig,
 )
-from croft.site.network import check_firewall, check_overlay, check_via
+from croft.site.network import check_firewall, check_overlay, check_via, check_vpn
 from croft.site.packages import check_config, check_names, check_site_packages
 from croft.site.services import check_services
 from croft.site.tomlfile import Reporter, locate, read_toml
@@ -52,16 +54,17 @@ _GENERATORS = sorted(Path(__file__).parent.glob("*.py"))
 
 def _config_files(root: Path) -> list[Path]:
     """The files whose content decides the site model (not the file trees)."""
-    files = [root / name for name in ("site.toml", "machines", "layers", "images", "workflows", "packages")]
+    folders = ("machines", "layers", "images", "workflows", "packages", "vpn")
+    files = [root / "site.toml", *(root / name for name in folders)]
     files += _GENERATORS
-    for folder in ("machines", "layers", "images", "packages"):
+    for folder in ("machines", "layers", "images", "packages", "vpn"):
         try:
             entries = os.scandir(root / folder)
         except FileNotFoundError:
             continue
         with entries:
             for entry in entries:
-                if folder in ("machines", "images", "packages") and entry.name.endswith(".toml"):
+                if folder != "layers" and entry.name.endswith(".toml"):
                     files.append(Path(entry.path))
                 elif folder == "layers" and entry.is_dir():
                     files.append(Path(entry.path) / "layer.toml")
@@ -312,8 +315,13 @@ def _load(root: Path) -> Site:
         check_config(root / "site.toml", config.packages, set(machines), problems)
         repository = Site(root, config, {}, {}).repository_url
         check_site_packages(site_packages, config.packages, repository, root / "site.toml", problems)
+    vpn_peers: dict[str, VpnPeer] = {}
+    for path in sorted((root / "vpn").glob("*.toml")):
+        peer_config = _validate(VpnPeerConfig, path, problems)
+        if peer_config is not None:
+            vpn_peers[path.stem] = VpnPeer(path.stem, path, peer_config)
     if config is not None:
-        _check_networks(Site(root, config, machines, layers), problems)
+        _check_networks(Site(root, config, machines, layers, vpn_peers=vpn_peers), problems)
     dns = config.dns if config is not None else None
     # (A machine whose own file is invalid is reported as such, not again here.)
     if dns is not None and not (machines_dir / f"{dns.server}.toml").exists():
@@ -329,7 +337,13 @@ def _load(root: Path) -> Site:
     if problems or config is None:
         raise SiteError(problems)
     return Site(
-        root=root, config=config, machines=machines, layers=layers, images=images, site_packages=site_packages
+        root=root,
+        config=config,
+        machines=machines,
+        layers=layers,
+        images=images,
+        site_packages=site_packages,
+        vpn_peers=vpn_peers,
     )
 
 
@@ -337,6 +351,7 @@ def _check_networks(site: Site, problems: list[Problem]) -> None:
     """[network], [ssh] via and [firewall]: they name machines, so they are checked once all
     machines are known."""
     check_overlay(site.root / "site.toml", site, problems)
+    check_vpn(site.root / "site.toml", site, problems)
     check_via(site.root / "site.toml", site, problems)
     for layer in site.layers.values():
         if layer.config.firewall is not None:

@@ -113,6 +113,12 @@ class NetworkConfig:
 
     __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
     overlay: OverlayConfig | None = None
+    gateway: str | None = None
+    """A machine of the overlay that VPN peers (phones, laptops: `croft vpn add`) connect to:
+    it forwards them into the overlay and they ask the site's names over it."""
+    endpoint: str | None = None
+    """Where peers reach the gateway, "HOST:PORT" (its public name, a router's forwarded port);
+    default its address and the overlay's port."""
 
 
 @dataclass(frozen=True)
@@ -445,6 +451,22 @@ class SitePackageConfig:
 
 
 @dataclass(frozen=True)
+class VpnPeerConfig:
+    """vpn/<name>.toml: a VPN peer of the site's gateway, written by `croft vpn add`."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    public_key: str
+    """Its WireGuard public key (its private half is kept outside the site, see docs/network.md)."""
+
+
+@dataclass(frozen=True)
+class VpnPeer:
+    name: str
+    file: Path
+    config: VpnPeerConfig
+
+
+@dataclass(frozen=True)
 class SitePackage:
     name: str
     file: Path
@@ -503,6 +525,7 @@ class Site:
     layers: dict[str, Layer]
     images: dict[str, Image] = field(default_factory=dict)
     site_packages: dict[str, SitePackage] = field(default_factory=dict)
+    vpn_peers: dict[str, VpnPeer] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:

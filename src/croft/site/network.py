@@ -27,6 +27,7 @@ OVERLAY_SOURCE = "overlay"
 """In a firewall rule's sources: whoever comes over the overlay."""
 
 _PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp))?$")
+_WIREGUARD_KEY = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -56,8 +57,9 @@ def ula_prefix(site: Site, overlay: OverlayConfig) -> ipaddress.IPv6Network:
 
 
 def addresses(site: Site) -> dict[str, OverlayAddress]:
-    """Each member's addresses. The IPv4 one is a hash of its name into the subnet; two names
-    that meet take the next free address, in the order of their names. The IPv6 one is the
+    """Each member's addresses, then each VPN peer's. The IPv4 one is a hash of its name into
+    the subnet; two names that meet take the next free address, machines before peers and each
+    in the order of their names (so a peer added never moves a machine). The IPv6 one is the
     prefix and 64 bits of the hash."""
     overlay = site.config.network.overlay
     if overlay is None:
@@ -67,7 +69,7 @@ def addresses(site: Site) -> dict[str, OverlayAddress]:
     hosts = subnet.num_addresses - 2  # not the network's address, not its broadcast
     taken: set[int] = set()
     found: dict[str, OverlayAddress] = {}
-    for name in members(site):
+    for name in [*members(site), *sorted(site.vpn_peers)]:
         digest = hashlib.sha256(name.encode()).digest()
         index = int.from_bytes(digest[:8], "big") % hosts
         while index in taken:
@@ -78,6 +80,11 @@ def addresses(site: Site) -> dict[str, OverlayAddress]:
         ipv6 = ipaddress.IPv6Interface((int(prefix.network_address) | interface_id, 64))
         found[name] = OverlayAddress(ipv4, ipv6)
     return found
+
+
+def vpn_peers(site: Site) -> list[str]:
+    """The VPN peers the gateway lets in (none without a gateway)."""
+    return sorted(site.vpn_peers) if site.config.network.gateway is not None else []
 
 
 def peers(site: Site, name: str) -> list[str]:
@@ -147,10 +154,11 @@ def check_overlay(file: Path, site: Site, problems: list[Problem]) -> None:
             'a network of private addresses, e.g. subnet = "10.99.0.0/24"',
         )
     else:
-        if subnet.num_addresses - 2 < len(members(site)):
+        needed = len(members(site)) + len(site.vpn_peers)
+        if subnet.num_addresses - 2 < needed:
             problem(
                 ("subnet",),
-                f"{overlay.subnet} has too few addresses for {len(members(site))} machines",
+                f"{overlay.subnet} has too few addresses for {needed} machines and VPN peers",
                 "use a larger network, e.g. a /24",
             )
     if overlay.ula is not None:
@@ -175,6 +183,44 @@ def check_overlay(file: Path, site: Site, problems: list[Problem]) -> None:
             problem(("hub",), f"{overlay.hub!r} is not a machine in the overlay", f"name one of: {known}")
     elif overlay.hub is not None:
         problem(("hub",), 'a hub without topology = "hub"', 'add topology = "hub", or remove hub')
+
+
+def check_vpn(file: Path, site: Site, problems: list[Problem]) -> None:
+    """[network] gateway and endpoint, and the peers in vpn/."""
+    config = site.config.network
+    problem = Reporter(file, problems, prefix=("network",))
+    if config.gateway is not None:
+        if config.overlay is None:
+            problem(("gateway",), "a VPN gateway needs the overlay", "add [network.overlay] to site.toml")
+        elif config.gateway not in members(site):
+            problem(
+                ("gateway",),
+                f"{config.gateway!r} is not a machine in the overlay",
+                f"name one of: {', '.join(members(site)) or 'none'}",
+            )
+    if config.endpoint is not None and not re.match(
+        r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$", config.endpoint
+    ):
+        problem(
+            ("endpoint",), f"{config.endpoint!r} is not HOST:PORT", 'e.g. endpoint = "vpn.example.org:51820"'
+        )
+    for name, peer in sorted(site.vpn_peers.items()):
+        report = Reporter(peer.file, problems)
+        if config.gateway is None:
+            report((), "a VPN peer without a gateway", 'add gateway = "MACHINE" under [network] in site.toml')
+        if not _NAME.match(name) or name in site.machines:
+            report(
+                (),
+                f"{name!r} is not a peer name of its own"
+                + (" (a machine has it)" if name in site.machines else ""),
+                "lower-case letters, digits and '-', unlike any machine's",
+            )
+        if not _WIREGUARD_KEY.match(peer.config.public_key):
+            report(
+                ("public_key",),
+                "not a WireGuard public key",
+                "44 characters of base64, as `wg pubkey` prints",
+            )
 
 
 def check_via(file: Path, site: Site, problems: list[Problem]) -> None:

@@ -188,7 +188,8 @@ def _sources(site: Site, sources: tuple[str, ...]) -> list[str]:
                 net = ipaddress.ip_network(text, strict=False)
             except ValueError:
                 continue  # a machine known by a host name: reached by its overlay address only
-            (v4 if net.version == 4 else v6).append(str(net))
+            text = str(net.network_address) if net.num_addresses == 1 else str(net)
+            (v4 if net.version == 4 else v6).append(text)
     if v4:
         matches.append(f"ip saddr {{ {', '.join(dict.fromkeys(v4))} }} ")
     if v6:

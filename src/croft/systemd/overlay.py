@@ -139,6 +139,8 @@ def _files(site: Site, name: str) -> dict[str, GeneratedFile]:
         f"PrivateKey = {private}",
         f"ListenPort = {overlay.port}",
     ]
+    gateway = site.config.network.gateway
+    clients = network.vpn_peers(site)
     for peer in network.peers(site, name):
         _, public = keys(site, peer)
         address = addresses[peer]
@@ -146,17 +148,30 @@ def _files(site: Site, name: str) -> dict[str, GeneratedFile]:
             allowed = [str(address.ipv4.network), str(address.ipv6.network)]
         else:
             allowed = [f"{address.ipv4.ip}/32", f"{address.ipv6.ip}/128"]
+            if peer == gateway:  # and the gateway its VPN peers
+                allowed += [f"{addresses[c].ipv4.ip}/32" for c in clients]
+                allowed += [f"{addresses[c].ipv6.ip}/128" for c in clients]
         conf += ["", f"# {peer}", "[Peer]", f"PublicKey = {public}", f"AllowedIPs = {', '.join(allowed)}"]
-        conf.append(f"Endpoint = {_endpoint(site.machines[peer].address, overlay.port)}")
+        conf.append(f"Endpoint = {endpoint(site.machines[peer].address, overlay.port)}")
         if overlay.keepalive:
             conf.append(f"PersistentKeepalive = {overlay.keepalive}")
+    if name == gateway:
+        for client in clients:
+            address = addresses[client]
+            conf += [
+                "",
+                f"# {client} (VPN peer, vpn/{client}.toml)",
+                "[Peer]",
+                f"PublicKey = {site.vpn_peers[client].config.public_key}",
+                f"AllowedIPs = {address.ipv4.ip}/32, {address.ipv6.ip}/128",
+            ]
     own = addresses[name]
     settings = [f"Address={own.ipv4}", f"Address={own.ipv6}", "LinkLocalAddressing=no"]
     dns = site.config.dns
     if dns is not None and dns.server in addresses:
         settings += [f"DNS={addresses[dns.server].ipv4.ip}", f"Domains=~{site.config.domain}"]
-    if overlay.topology == "hub" and name == overlay.hub:
-        settings.append("IPForward=yes")  # the hub passes the members' traffic on
+    if (overlay.topology == "hub" and name == overlay.hub) or name == gateway:
+        settings.append("IPForward=yes")  # the hub, the gateway pass traffic on
     return {
         CONF: GeneratedFile("\n".join(conf) + "\n", mode=0o600),
         TOOL: GeneratedFile(SCRIPT, mode=0o755),
@@ -200,5 +215,5 @@ def _files(site: Site, name: str) -> dict[str, GeneratedFile]:
     }
 
 
-def _endpoint(host: str, port: int) -> str:
+def endpoint(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -1,0 +1,84 @@
+"""What croft generates for the site's networks: each overlay member's WireGuard configuration
+(a secret), its networkd file and unit; each firewall's nftables ruleset, which nft accepts."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from croft.build import builder
+from croft.site import network
+from croft.site.load import load_site
+from croft.systemd import firewall, overlay
+
+OVERLAY = '[network]\ngateway = "db1"\n\n[network.overlay]\ntopology = "hub"\nhub = "db1"\nkeepalive = 25\n'
+
+
+def append(file: Path, text: str) -> None:
+    file.write_text(file.read_text() + "\n" + text)
+
+
+def test_members_get_their_key_as_a_secret_and_the_hub_as_their_peer(example_site: Path) -> None:
+    append(example_site / "site.toml", OVERLAY)
+    (example_site / "vpn").mkdir()
+    (example_site / "vpn/phone.toml").write_text('public_key = "' + "A" * 43 + '="\n')
+    site = load_site(example_site, use_cache=False)
+    results = builder.build(site, site.select([]))
+    root = example_site / ".croft/build"
+    web1 = (root / "web1/root" / overlay.CONF).read_text()
+    db1 = (root / "db1/root" / overlay.CONF).read_text()
+    addresses = network.addresses(site)
+    # web1 has the hub alone, which carries the whole overlay; the hub has every member and
+    # the gateway's (its own) VPN peer.
+    assert web1.count("[Peer]") == 1 and "# db1" in web1 and "AllowedIPs = 10.99.0.0/24, fd" in web1
+    assert "Endpoint = 10.77.0.13:51820" in web1 and "PersistentKeepalive = 25" in web1
+    assert db1.count("[Peer]") == len(site.machines) - 1 + 1 and "# phone (VPN peer" in db1
+    assert f"AllowedIPs = {addresses['phone'].ipv4.ip}/32" in db1
+    private = (Path(overlay.key_dir(site)) / "web1.key").read_text().strip()
+    assert f"PrivateKey = {private}" in web1
+    assert (overlay.key_dir(site) / "web1.key").stat().st_mode & 0o777 == 0o600
+    entry = results["web1"].manifest.entries[overlay.CONF]
+    assert entry.secret and entry.mode == 0o600
+    networkd = (root / "web1/root" / overlay.NETWORK_FILE).read_text()
+    assert f"Address={addresses['web1'].ipv4}" in networkd
+    assert f"DNS={addresses['db1'].ipv4.ip}" in networkd and "Domains=~lab.home.arpa" in networkd
+    assert "IPForward=yes" in (root / "db1/root" / overlay.NETWORK_FILE).read_text()
+    # Members ask for names over the overlay: no global resolved drop-in; the server answers
+    # with the address on the network a question came in on.
+    assert not (root / "web1/root/usr/local/lib/systemd/resolved.conf.d/croft.conf").exists()
+    dnsmasq = (root / "db1/root/usr/local/etc/croft/dns/dnsmasq.conf").read_text()
+    assert (
+        f"listen-address=10.77.0.13,{addresses['db1'].ipv4.ip}" in dnsmasq and "localise-queries" in dnsmasq
+    )
+    # A second build makes no new key.
+    builder.build(load_site(example_site, use_cache=False), site.select(["web1"]))
+    assert (overlay.key_dir(site) / "web1.key").read_text().strip() == private
+
+
+@pytest.mark.root
+def test_the_ruleset_opens_what_services_declare_and_nft_accepts_it(example_site: Path) -> None:
+    append(example_site / "site.toml", OVERLAY)
+    append(
+        example_site / "machines/web1.toml",
+        '[firewall]\nssh_from = ["db1", "overlay", "fd00::/8"]\n\n'
+        '[firewall.allow.games]\nports = ["27015-27030/udp"]\nsources = ["192.168.1.0/24"]\n',
+    )
+    site = load_site(example_site, use_cache=False)
+    web1 = site.machines["web1"]
+    ruleset = firewall.ruleset(site, web1)
+    assert "ip saddr { 10.77.0.13, " in ruleset and 'iifname "croft0" tcp dport 22 accept' in ruleset
+    assert "ip6 saddr { fd" in ruleset and "fd00::/8" in ruleset
+    assert "tcp dport 8080 accept" in ruleset  # hello-web's ports
+    assert "ip saddr { 192.168.1.0/24 } udp dport 27015-27030 accept" in ruleset
+    assert "udp dport 51820 accept" in ruleset
+    assert [origin for origin, _ in firewall.service_ports(site, site.machines["db1"])][-2:] == [
+        "the site's names ([dns])",
+        "the site's names ([dns])",
+    ]
+    assert not firewall.enabled(site, site.machines["web2"])
+    rules = example_site / "web1.nft"
+    rules.write_text(ruleset)
+    # Checked by nft itself (-c: nothing is loaded), in a network namespace of its own.
+    subprocess.run(["unshare", "--net", "nft", "-c", "-f", rules], check=True, capture_output=True)
