@@ -480,6 +480,18 @@ def repo_key(ctx: click.Context) -> None:
     click.echo(key.public_key(_load(ctx)), nl=False)
 
 
+@cli.command("network")
+@click.pass_context
+def network_cmd(ctx: click.Context) -> None:
+    """The overlay's machines and VPN peers, with their addresses in it."""
+    from croft.site import network
+
+    site = _load(ctx)
+    for name, address in network.addresses(site).items():
+        kind = "machine" if name in site.machines else "vpn peer"
+        click.echo(f"{name}\t{kind}\t{address.ipv4.ip}\t{address.ipv6.ip}")
+
+
 @cli.group()
 def vpn() -> None:
     """Peers of the site's VPN gateway: phones and laptops (see docs/network.md)."""
@@ -522,19 +534,6 @@ def _show_peer(site: Site, name: str) -> None:
     if sys.stdout.isatty():
         click.echo(peers.qr_text(path))
     click.echo(f"{name}: {path} (and its QR code, {path.with_suffix('.png')}); it holds the private key")
-
-
-@vpn.command("list")
-@click.pass_context
-def vpn_list(ctx: click.Context) -> None:
-    """The peers and their addresses in the overlay."""
-    from croft.site import network
-
-    site = _load(ctx)
-    addresses = network.addresses(site)
-    for name in sorted(site.vpn_peers):
-        address = addresses.get(name)
-        click.echo(f"{name}\t{address.ipv4.ip if address else '-'}\t{address.ipv6.ip if address else '-'}")
 
 
 @vpn.command("remove")

@@ -128,8 +128,10 @@ def test_a_machine_only_its_bastion_may_ssh_to_is_deployed_through_it(
     fleet: Fleet, croft: Croft, relay: Relay
 ) -> None:
     with_apt(croft, relay)
+    web2_toml = croft.site / "machines/web2.toml"
+    original = web2_toml.read_text()
     append(croft, "machines/web2.toml", '[ssh]\nvia = "db1"\n\n[firewall]\nssh_from = ["db1"]\n')
-    croft("deploy", "web2", timeout=600)
+    croft("deploy", "db1", "web2", timeout=600)
     bastion = fleet.containers["db1"].address
     ruleset = on(fleet, "web2", "nft", "list", "table", "inet", "croft")
     assert f"ip saddr {bastion} tcp dport 22 accept" in ruleset
@@ -145,11 +147,18 @@ def test_a_machine_only_its_bastion_may_ssh_to_is_deployed_through_it(
         timeout=30,
     )  # fmt: skip
     assert direct.returncode == 255
+    # The bastion's sshd lets croft's user in alone, and forwards for it only to machines.
+    sshd = on(fleet, "db1", "sshd", "-T")
+    for setting in ("allowusers root", "allowtcpforwarding local", "x11forwarding no", "permittunnel no"):
+        assert setting in sshd.splitlines(), setting
     append(croft, "machines/web2.toml", '[firewall.allow.web]\nports = ["8080"]\n')
     assert croft("diff", "web2", ok=False).returncode == 2
     croft("deploy", "web2", timeout=300)
     assert croft("diff", "web2").returncode == 0
     croft("reset", "web2", timeout=300)
+    web2_toml.write_text(original)
+    croft("deploy", "db1", timeout=300)  # no bastion any more: Debian's sshd settings again
+    assert "x11forwarding yes" in on(fleet, "db1", "sshd", "-T").splitlines()
 
 
 PEER_NETNS = "croft-vpnpeer"

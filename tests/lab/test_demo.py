@@ -15,8 +15,10 @@ import pytest
 from croft.fleet.rootfs import ssh_key
 from croft.lab import lab
 from croft.lab.demo import demo
+from croft.site import network
 from croft.site.load import load_site
 from tests.conftest import EXAMPLE, copy_example
+from tests.fleet.relay import Relay
 
 pytestmark = [pytest.mark.images, pytest.mark.qemu]
 
@@ -82,6 +84,7 @@ def test_the_demo_provisions_configures_and_leaves_nothing_behind(
             timeout=300,
         )
         assert updated.returncode == 0 and "croft: the ESP boots" in updated.stdout + updated.stderr, updated
+        overlay_with_the_kernels_wireguard(site_dir, croft)
         site = load_site(site_dir)
         status = {machine.name: machine for machine in lab.status(site)}
         assert status["lab1"].power == "running" and status["lab2"].firmware == "uefi"
@@ -114,3 +117,37 @@ def test_the_demo_provisions_configures_and_leaves_nothing_behind(
     assert "croft-homelab-lab" not in subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
     assert str(site_dir) not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert not list((site_dir / ".croft" / "lab").glob("*.raw"))
+
+
+def overlay_with_the_kernels_wireguard(site_dir: Path, croft: list[str]) -> None:
+    """The two installed machines join an overlay: Debian's kernel has WireGuard, so no
+    wireguard-go runs; they reach each other over it. Their packages come through a relay on
+    the host's end of the lab's LAN (it has no way out)."""
+    state = lab.load_state(load_site(site_dir))
+    assert state is not None
+    site_toml = site_dir / "site.toml"
+    original = site_toml.read_text()
+    with Relay(state.host_address, 8145) as relay:
+        site_toml.write_text(
+            original
+            + f'\n[packages]\nupstream = "{relay.url}"\n\n[network.overlay]\nmachines = ["lab1", "lab2"]\n'
+        )
+        deployed = subprocess.run(
+            [*croft, "deploy", "lab1", "lab2"], capture_output=True, text=True, timeout=900
+        )
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    lab2 = network.addresses(load_site(site_dir))["lab2"].ipv4.ip
+    shown = subprocess.run(
+        [
+            *croft, "lab", "ssh", "lab1",
+            # The kernel's link; wireguard-go would have made its socket.
+            "ip -d link show croft0 && [ ! -e /run/wireguard/croft0.sock ] && "
+            f"busybox ping -c1 -W5 {lab2} && wg show croft0 latest-handshakes",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert shown.returncode == 0 and "wireguard" in shown.stdout and " 0% packet loss" in shown.stdout, shown
+    # Back to the demo's site; the overlay stays on the machines until the lab goes down.
+    site_toml.write_text(original)

@@ -15,13 +15,12 @@ Other tables (Docker's, an admin's) are left alone.
 from __future__ import annotations
 
 import ipaddress
-import shutil
 from pathlib import Path
 
 from croft.layout import UNIT_DIR
 from croft.site import network
 from croft.site.model import Machine, Site
-from croft.systemd.tree import GeneratedFile, write_tree
+from croft.systemd.tree import GeneratedFile, write_machine_trees
 from croft.systemd.unitfile import unit_file
 
 TREES = "@firewall"
@@ -50,14 +49,10 @@ def packages(site: Site, machine: Machine) -> set[str]:
 
 
 def write_trees(site: Site) -> None:
-    root = site.generated_dir(TREES)
-    wanted = {name for name, machine in site.machines.items() if enabled(site, machine)}
-    if root.is_dir():
-        for stale in root.iterdir():
-            if stale.name not in wanted:
-                shutil.rmtree(stale)
-    for name in sorted(wanted):
-        write_tree(root / name, files(site, site.machines[name]))
+    wanted = sorted(name for name, machine in site.machines.items() if enabled(site, machine))
+    write_machine_trees(
+        site.generated_dir(TREES), {name: files(site, site.machines[name]) for name in wanted}
+    )
 
 
 def files(site: Site, machine: Machine) -> dict[str, GeneratedFile]:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from croft.layout import UNIT_DIR
 from croft.site.model import Machine, Site
-from croft.systemd import firewall, names, overlay, package_cache, sandbox, upgrades
+from croft.systemd import bastion, firewall, names, overlay, package_cache, sandbox, upgrades
 from croft.systemd.tree import write_tree
 
 
@@ -18,6 +18,7 @@ def write(site: Site) -> None:
     names.write_trees(site)
     overlay.write_trees(site)
     firewall.write_trees(site)
+    bastion.write_trees(site)
     package_cache.write_trees(site)
     upgrades.write_trees(site)
     for name, layer in site.layers.items():
@@ -58,7 +59,7 @@ def package_origins(site: Site, machine: Machine) -> dict[str, list[str]]:
 
 def unit_globs(site: Site, machine: Machine) -> list[tuple[str, str]]:
     """The generated files that belong to a unit (a change restarts or reloads it)."""
-    generators = (names, overlay, firewall)
+    generators = (names, overlay, firewall, bastion)
     return [glob for generator in generators for glob in generator.unit_globs(site, machine)]
 
 
@@ -69,4 +70,8 @@ def secret_globs(site: Site, machine: Machine) -> list[str]:
 
 def outside_links(site: Site, machine: Machine) -> dict[str, str]:
     """The links croft keeps outside /usr/local on the machine (path -> path in its tree)."""
-    return {**package_cache.outside_links(site, machine), **upgrades.outside_links(site, machine)}
+    return {
+        **package_cache.outside_links(site, machine),
+        **upgrades.outside_links(site, machine),
+        **bastion.outside_links(site, machine),
+    }

@@ -21,7 +21,6 @@ Private keys are made once per machine into croft's data directory for the site 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from croft import inplace
@@ -29,7 +28,7 @@ from croft.layout import UNIT_DIR, data_dir
 from croft.run import run
 from croft.site import network
 from croft.site.model import Machine, Site
-from croft.systemd.tree import GeneratedFile, wanted_by, write_tree
+from croft.systemd.tree import GeneratedFile, wanted_by, write_machine_trees
 from croft.systemd.unitfile import unit_file
 
 TREES = "@overlay"
@@ -117,14 +116,7 @@ def keys(site: Site, name: str) -> tuple[str, str]:
 
 
 def write_trees(site: Site) -> None:
-    root = members_trees(site)
-    joined = network.members(site)
-    if root.is_dir():
-        for stale in root.iterdir():
-            if stale.name not in joined:
-                shutil.rmtree(stale)
-    for name in joined:
-        write_tree(root / name, _files(site, name))
+    write_machine_trees(members_trees(site), {name: _files(site, name) for name in network.members(site)})
 
 
 def _files(site: Site, name: str) -> dict[str, GeneratedFile]:

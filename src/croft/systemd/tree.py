@@ -49,6 +49,16 @@ def write_tree(root: Path, files: dict[str, GeneratedFile]) -> None:
     place(root, files)
 
 
+def write_machine_trees(root: Path, trees: dict[str, dict[str, GeneratedFile]]) -> None:
+    """Make root hold a tree for each of these machines (root/NAME), and no other."""
+    if root.is_dir():
+        for stale in root.iterdir():
+            if stale.name not in trees:
+                shutil.rmtree(stale)
+    for name, files in trees.items():
+        write_tree(root / name, files)
+
+
 def place(root: Path, files: dict[str, GeneratedFile]) -> None:
     """Put these files under root, each stamped by its content; those that already match stay."""
     for rel, generated in files.items():
