@@ -4,8 +4,10 @@ through a bastion."""
 
 from __future__ import annotations
 
+import ipaddress
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -274,3 +276,29 @@ def test_a_vpn_peer_joins_through_the_gateway_and_reaches_services_by_name(
         check=False,
     )
     assert status == "000"
+
+
+def test_a_container_on_the_service_bridge_registers_its_name_site_wide(
+    fleet: Fleet, croft: Croft, relay: Relay
+) -> None:
+    with_apt(croft, relay)
+    append(croft, "site.toml", '[network.overlay]\nsubnet = "10.99.0.0/24"\n')
+    box = croft.site / "layers/boxes/services/hello-box.toml"
+    box.write_text('network = "bridge"\n' + box.read_text())
+    croft("deploy", timeout=600)
+    site = load_site(croft.site, use_cache=False)
+    subnet = network.bridge_subnets(site)["web1"]
+    # web1 gave it an address on its bridge, and its name under web1's domain, which db1
+    # resolves (the site's DNS asks web1 over the overlay) and reaches it by.
+    name = f"hello-box.web1.{DOMAIN}"
+    found = ""
+    for _ in range(50):
+        found = on(fleet, "db1", "getent", "ahostsv4", name)
+        if found:
+            break
+        time.sleep(0.1)
+    assert found and ipaddress.IPv4Address(found.split()[0]) in subnet, found
+    assert answers(fleet, "db1", f"http://{name}:8100/")
+    # Inside, it resolves the site's names and its own through the bridge.
+    root = "/var/lib/croft/containers/hello-box"
+    assert f"nameserver {next(subnet.hosts())}" in on(fleet, "web1", "cat", f"{root}/etc/resolv.conf")

@@ -140,3 +140,19 @@ def test_vpn_peers_take_addresses_after_the_machines(example_site: Path) -> None
     after = network.addresses(load_site(example_site, use_cache=False))
     assert {name: after[name] for name in before} == before  # no machine moved
     assert len({address.ipv4 for address in after.values()}) == 8
+
+
+def test_only_a_container_goes_on_the_service_bridge(example_site: Path) -> None:
+    service = example_site / "layers/web/services/hello-web.toml"
+    service.write_text('network = "bridge"\n' + service.read_text())
+    [problem] = problems(example_site)
+    assert (
+        "hello-web.toml:1: network: service 'hello-web': only a container goes on the service bridge"
+        in problem
+    )
+    append(example_site / "site.toml", '[network]\nservices = "10.98.0.0/25"\n')
+    service.write_text(service.read_text().replace('network = "bridge"\n', ""))
+    box = example_site / "layers/boxes/services/hello-box.toml"
+    box.write_text('network = "bridge"\n' + box.read_text())
+    [problem] = problems(example_site)
+    assert "network.services: 10.98.0.0/25 has too few /24 networks" in problem

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from croft.build import builder
 from croft.site import network
 from croft.site.load import load_site
-from croft.systemd import firewall, overlay
+from croft.systemd import bridge, firewall, generated, overlay
 
 OVERLAY = '[network]\ngateway = "db1"\n\n[network.overlay]\ntopology = "hub"\nhub = "db1"\nkeepalive = 25\n'
 
@@ -82,3 +83,34 @@ def test_the_ruleset_opens_what_services_declare_and_nft_accepts_it(example_site
     rules.write_text(ruleset)
     # Checked by nft itself (-c: nothing is loaded), in a network namespace of its own.
     subprocess.run(["unshare", "--net", "nft", "-c", "-f", rules], check=True, capture_output=True)
+
+
+def test_a_bridged_container_gets_the_machines_bridge_dhcp_and_a_name_the_site_asks_for(
+    example_site: Path,
+) -> None:
+    append(example_site / "site.toml", '[network.overlay]\nmachines = ["db1", "web1", "web2"]\n')
+    box = example_site / "layers/boxes/services/hello-box.toml"
+    box.write_text('network = "bridge"\n' + box.read_text())
+    site = load_site(example_site, use_cache=False)
+    builder.build(site, site.select([]))
+    root = example_site / ".croft/build"
+    subnet = network.bridge_subnets(site)["web1"]
+    assert set(network.bridge_subnets(site)) == {"web1"} and subnet.subnet_of(
+        ipaddress.IPv4Network("10.98.0.0/16")
+    )
+    web1 = root / "web1/root"
+    unit = (web1 / "usr/local/lib/systemd/system/hello-box.service").read_text()
+    assert "--network-bridge=croftbr0 --resolv-conf=off" in unit
+    assert "ExecStartPost=/usr/local/lib/croft/croft-container dhcp hello-box" in unit
+    dnsmasq = (web1 / bridge.DNSMASQ_CONF).read_text()
+    assert "dhcp-fqdn" in dnsmasq and "domain=web1.lab.home.arpa" in dnsmasq
+    assert f"listen-address={next(subnet.hosts())}" in dnsmasq
+    assert "IPMasquerade=ipv4" in (web1 / bridge.NETWORK_FILE).read_text()
+    # The site's DNS server asks web1 for its containers' names, over the overlay, where the
+    # other members route web1's bridge.
+    server = (root / "db1/root/usr/local/etc/croft/dns/dnsmasq.conf").read_text()
+    assert f"server=/web1.lab.home.arpa/{next(subnet.hosts())}" in server
+    assert f"Destination={subnet}" in (root / "db1/root" / overlay.NETWORK_FILE).read_text()
+    assert str(subnet) in (root / "db1/root" / overlay.CONF).read_text()
+    assert not (root / "web2/root" / bridge.DNSMASQ_CONF).exists()
+    assert {"dnsmasq-base", "busybox"} <= set(generated.packages(site, site.machines["web1"]))

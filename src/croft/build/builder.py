@@ -38,7 +38,7 @@ from croft.errors import Problem, SiteError
 from croft.layout import UNIT_DIR
 from croft.repository import source as apt_source
 from croft.site.model import Machine, Site
-from croft.systemd import bastion, firewall, generated, names, overlay, package_cache, upgrades
+from croft.systemd import bastion, bridge, firewall, generated, names, overlay, package_cache, upgrades
 
 GENERATED_ORIGIN = "(croft)"
 RESERVED_VARIABLES = ("facts", "machine", "site")
@@ -57,7 +57,7 @@ def trees(site: Site, machine: Machine) -> list[tuple[Path, str]]:
     for the site's names, each layer followed by what croft generates for its services, then the
     machine's own tree."""
     found = names.trees(site, machine) + overlay.trees(site, machine) + firewall.trees(site, machine)
-    found += bastion.trees(site, machine)
+    found += bastion.trees(site, machine) + bridge.trees(site, machine)
     found += package_cache.trees(site, machine) + upgrades.trees(site, machine)
     if apt_source.wanted(site):
         found.append((site.generated_dir(apt_source.TREE), "(croft repository)"))

@@ -32,7 +32,7 @@ from croft.site.model import (
     VpnPeer,
     VpnPeerConfig,
 )
-from croft.site.network import check_firewall, check_overlay, check_via, check_vpn
+from croft.site.network import check_bridges, check_firewall, check_overlay, check_via, check_vpn
 from croft.site.packages import check_config, check_names, check_site_packages
 from croft.site.services import check_services
 from croft.site.tomlfile import Reporter, locate, read_toml
@@ -352,6 +352,7 @@ def _check_networks(site: Site, problems: list[Problem]) -> None:
     machines are known."""
     check_overlay(site.root / "site.toml", site, problems)
     check_vpn(site.root / "site.toml", site, problems)
+    check_bridges(site.root / "site.toml", site, problems)
     check_via(site.root / "site.toml", site, problems)
     for layer in site.layers.values():
         if layer.config.firewall is not None:

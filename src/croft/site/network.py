@@ -99,6 +99,40 @@ def peers(site: Site, name: str) -> list[str]:
     return others
 
 
+# -- service bridges ----------------------------------------------------------------------------
+
+BRIDGE = "croftbr0"
+"""The bridge of a machine's containers with network = "bridge"."""
+
+
+def bridged(site: Site, machine: Machine) -> list[str]:
+    """The machine's services on its bridge."""
+    return sorted(
+        name
+        for layer in site.machine_layers(machine)
+        for name, service in layer.config.services.items()
+        if service.network == "bridge"
+    )
+
+
+def bridge_subnets(site: Site) -> dict[str, ipaddress.IPv4Network]:
+    """The /24 of each machine that has a service bridge: a hash of its name into [network]
+    services; two that meet take the next free one, in the order of their names."""
+    space = ipaddress.IPv4Network(site.config.network.services)
+    subnets = list(space.subnets(new_prefix=24)) if space.prefixlen <= 24 else [space]
+    taken: set[int] = set()
+    found: dict[str, ipaddress.IPv4Network] = {}
+    for name, machine in sorted(site.machines.items()):
+        if not bridged(site, machine):
+            continue
+        index = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big") % len(subnets)
+        while index in taken and len(taken) < len(subnets):
+            index = (index + 1) % len(subnets)
+        taken.add(index)
+        found[name] = subnets[index]
+    return found
+
+
 # -- firewalls -----------------------------------------------------------------------------------
 
 
@@ -183,6 +217,24 @@ def check_overlay(file: Path, site: Site, problems: list[Problem]) -> None:
             problem(("hub",), f"{overlay.hub!r} is not a machine in the overlay", f"name one of: {known}")
     elif overlay.hub is not None:
         problem(("hub",), 'a hub without topology = "hub"', 'add topology = "hub", or remove hub')
+
+
+def check_bridges(file: Path, site: Site, problems: list[Problem]) -> None:
+    """[network] services: a private network with a /24 for each machine that needs one."""
+    problem = Reporter(file, problems, prefix=("network",))
+    text = site.config.network.services
+    try:
+        space = ipaddress.IPv4Network(text)
+    except ValueError:
+        problem(("services",), f"{text!r} is not an IPv4 network", 'e.g. services = "10.98.0.0/16"')
+        return
+    needed = sum(1 for machine in site.machines.values() if bridged(site, machine))
+    if space.prefixlen > 24 or 2 ** (24 - space.prefixlen) < needed:
+        problem(
+            ("services",),
+            f"{text} has too few /24 networks for the {needed} machines with bridged services",
+            "use a larger network, e.g. a /16",
+        )
 
 
 def check_vpn(file: Path, site: Site, problems: list[Problem]) -> None:

@@ -59,6 +59,14 @@ def check_services(layer: Path, services: dict[str, ServiceConfig], problems: li
                         'use an absolute path such as "/var/lib/nginx"',
                     )
         check_ports(problem, ("ports",), service.ports)
+        if service.network == "bridge" and service.container is None:
+            problem(
+                ("network",),
+                "only a container goes on the service bridge (a VM has QEMU's user networking)",
+                'use network = "host" or "private", or make it a [container]'
+                if service.vm is None
+                else "use vm.ports",
+            )
         for period, count in service.snapshots.items():
             if period not in PERIODS:
                 problem(

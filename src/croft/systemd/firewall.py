@@ -107,6 +107,10 @@ def ruleset(site: Site, machine: Machine) -> str:
     if overlay is not None and machine.name in network.members(site):
         allow("the overlay's WireGuard", [network.Port(overlay.port, overlay.port, "udp")])
         rules += ["# whatever comes over the overlay", f'iifname "{network.INTERFACE}" accept']
+    if network.bridged(site, machine):
+        rules.append("# the containers on its bridge: their DHCP and DNS")
+        for port in ("udp dport 67", "udp dport 53", "tcp dport 53"):
+            rules.append(f'iifname "{network.BRIDGE}" {port} accept')
     for origin, port in service_ports(site, machine):
         allow(origin, [port])
     for config in configs:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from croft.layout import UNIT_DIR
 from croft.site.model import Machine, Site
-from croft.systemd import bastion, firewall, names, overlay, package_cache, sandbox, upgrades
+from croft.systemd import bastion, bridge, firewall, names, overlay, package_cache, sandbox, upgrades
 from croft.systemd.tree import write_tree
 
 
@@ -19,6 +19,7 @@ def write(site: Site) -> None:
     overlay.write_trees(site)
     firewall.write_trees(site)
     bastion.write_trees(site)
+    bridge.write_trees(site)
     package_cache.write_trees(site)
     upgrades.write_trees(site)
     for name, layer in site.layers.items():
@@ -52,6 +53,7 @@ def package_origins(site: Site, machine: Machine) -> dict[str, list[str]]:
     add(names.packages(site, machine), "the site's names ([dns])")
     add(overlay.packages(site, machine), "the overlay network ([network.overlay])")
     add(firewall.packages(site, machine), "the firewall ([firewall])")
+    add(bridge.packages(site, machine), 'the service bridge (network = "bridge")')
     add(package_cache.packages(site, machine), "the package cache ([packages] cache)")
     add(upgrades.packages(site, machine), "background upgrades ([packages] upgrades)")
     return origins
@@ -59,7 +61,7 @@ def package_origins(site: Site, machine: Machine) -> dict[str, list[str]]:
 
 def unit_globs(site: Site, machine: Machine) -> list[tuple[str, str]]:
     """The generated files that belong to a unit (a change restarts or reloads it)."""
-    generators = (names, overlay, firewall, bastion)
+    generators = (names, overlay, firewall, bastion, bridge)
     return [glob for generator in generators for glob in generator.unit_globs(site, machine)]
 
 

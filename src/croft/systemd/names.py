@@ -83,6 +83,17 @@ def hosts(site: Site) -> str:
     return "\n".join(dict.fromkeys(lines)) + "\n"
 
 
+def guest_servers(site: Site, server: str) -> dict[str, str]:
+    """The machines whose containers' names the DNS server asks of them, with their bridge's
+    address: itself, and those it reaches over the overlay (whose routes carry the bridges)."""
+    joined = network.members(site)
+    found = {}
+    for name, subnet in network.bridge_subnets(site).items():
+        if name == server or (server in joined and name in joined):
+            found[name] = str(next(subnet.hosts()))
+    return found
+
+
 def packages(site: Site, machine: Machine) -> set[str]:
     """What the names need on a machine: every machine asks systemd-resolved, one answers
     with dnsmasq."""
@@ -144,6 +155,8 @@ def write_trees(site: Site) -> None:
         # Nothing but the site's names: no upstream servers, no /etc/hosts, no DHCP.
         "no-resolv\nno-hosts\n"
         f"local=/{domain}/\naddn-hosts=/{HOSTS}\n"
-        "user=nobody\n"
+        # Containers register their names with their machine's bridge: asked there.
+        + "".join(f"server=/{name}.{domain}/{at}\n" for name, at in guest_servers(site, dns.server).items())
+        + "user=nobody\n"
     )
     write_tree(server, files)

@@ -133,16 +133,20 @@ def _files(site: Site, name: str) -> dict[str, GeneratedFile]:
     ]
     gateway = site.config.network.gateway
     clients = network.vpn_peers(site)
+    bridges = {m: subnet for m, subnet in network.bridge_subnets(site).items() if m in network.members(site)}
     for peer in network.peers(site, name):
         _, public = keys(site, peer)
         address = addresses[peer]
-        if hub:  # the hub carries the whole overlay
+        if hub:  # the hub carries the whole overlay, the other members' bridges too
             allowed = [str(address.ipv4.network), str(address.ipv6.network)]
+            allowed += [str(subnet) for member, subnet in bridges.items() if member != name]
         else:
             allowed = [f"{address.ipv4.ip}/32", f"{address.ipv6.ip}/128"]
             if peer == gateway:  # and the gateway its VPN peers
                 allowed += [f"{addresses[c].ipv4.ip}/32" for c in clients]
                 allowed += [f"{addresses[c].ipv6.ip}/128" for c in clients]
+            if peer in bridges:  # and its containers
+                allowed.append(str(bridges[peer]))
         conf += ["", f"# {peer}", "[Peer]", f"PublicKey = {public}", f"AllowedIPs = {', '.join(allowed)}"]
         conf.append(f"Endpoint = {endpoint(site.machines[peer].address, overlay.port)}")
         if overlay.keepalive:
@@ -177,6 +181,8 @@ def _files(site: Site, name: str) -> dict[str, GeneratedFile]:
                     "Link": ["RequiredForOnline=no"],
                 },
             )
+            # The other members' containers are behind the overlay (one [Route] each).
+            + "".join(f"\n[Route]\nDestination={subnet}\n" for m, subnet in bridges.items() if m != name)
         ),
         f"{UNIT_DIR}/{UNIT}": GeneratedFile(
             unit_file(
