@@ -109,8 +109,8 @@ def ruleset(site: Site, machine: Machine) -> str:
         rules += ["# whatever comes over the overlay", f'iifname "{network.INTERFACE}" accept']
     if network.bridged(site, machine):
         rules.append("# the containers on its bridge: their DHCP and DNS")
-        for port in ("udp dport 67", "udp dport 53", "tcp dport 53"):
-            rules.append(f'iifname "{network.BRIDGE}" {port} accept')
+        for match in ("udp dport 67", "udp dport 53", "tcp dport 53"):
+            rules.append(f'iifname "{network.BRIDGE}" {match} accept')
     for origin, port in service_ports(site, machine):
         allow(origin, [port])
     for config in configs:
