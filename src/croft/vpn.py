@@ -10,7 +10,6 @@ deploy of the gateway lets it in; `croft vpn remove NAME` and a deploy shut it o
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from croft import inplace
@@ -22,7 +21,6 @@ from croft.site.load import load_site
 from croft.site.model import Site
 from croft.systemd import overlay
 
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 KEEPALIVE = 25
 """A peer is mostly behind a NAT (a phone's carrier, a home router): keepalives hold it open."""
 
@@ -39,7 +37,7 @@ def add(site: Site, name: str) -> Site:
     """Add a peer: its keys, vpn/NAME.toml, its client configuration. Returns the site as it
     is now (with the peer)."""
     gateway = _gateway(site)
-    if not _NAME.match(name):
+    if not network.NAME.match(name):
         raise CroftError(f"{name!r} is not a peer name: use lower-case letters, digits and '-'")
     if name in site.machines or name in site.vpn_peers:
         raise CroftError(f"{name!r} is taken by a {'machine' if name in site.machines else 'VPN peer'}")

@@ -15,11 +15,13 @@ from croft.fleet import fleet as fleets
 from croft.fleet.rootfs import ssh_key
 from croft.site.load import load_site
 from tests.conftest import copy_example
+from tests.fleet.relay import Relay
 
 # Inside a namespace the fleet creates; the example site's 10.77.0.0/24 is left to the demo.
 SUBNET = "10.79.0"
 FLEET = "crofttest"
 CROFT = [sys.executable, "-m", "croft"]
+RELAY_PORT = 8142
 
 
 def make_site(destination: Path) -> Path:
@@ -72,6 +74,18 @@ class Croft:
             text=True,
             start_new_session=True,
         )
+
+
+@pytest.fixture
+def relay(fleet: fleets.Fleet) -> Iterator[Relay]:
+    """The fleet's way to Debian's mirror (it has no other): see relay.py."""
+    with Relay(fleet.lan.host_address, RELAY_PORT) as started:
+        yield started
+
+
+def on(fleet: fleets.Fleet, machine: str, *argv: str) -> str:
+    """A command's output, run inside a fleet machine."""
+    return fleet.containers[machine].enter(*argv)
 
 
 @pytest.fixture

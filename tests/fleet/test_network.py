@@ -19,23 +19,12 @@ from croft.lan import BRIDGE
 from croft.run import run
 from croft.site import network
 from croft.site.load import load_site
-from tests.fleet.conftest import Croft
+from tests.fleet.conftest import Croft, on
 from tests.fleet.relay import Relay
 
 pytestmark = pytest.mark.fleet
 
-RELAY_PORT = 8144
 DOMAIN = "lab.home.arpa"
-
-
-@pytest.fixture
-def relay(fleet: Fleet) -> Iterator[Relay]:
-    with Relay(fleet.lan.host_address, RELAY_PORT) as started:
-        yield started
-
-
-def on(fleet: Fleet, machine: str, *argv: str) -> str:
-    return fleet.containers[machine].enter(*argv)
 
 
 def answers(fleet: Fleet, machine: str, url: str) -> bool:
@@ -302,3 +291,21 @@ def test_a_container_on_the_service_bridge_registers_its_name_site_wide(
     # Inside, it resolves the site's names and its own through the bridge.
     root = "/var/lib/croft/containers/hello-box"
     assert f"nameserver {next(subnet.hosts())}" in on(fleet, "web1", "cat", f"{root}/etc/resolv.conf")
+
+
+def test_a_firewall_that_locks_croft_out_is_undone_by_the_machine_itself(
+    fleet: Fleet, croft: Croft, relay: Relay
+) -> None:
+    with_apt(croft, relay)
+    site_toml = croft.site / "site.toml"
+    site_toml.write_text(
+        site_toml.read_text().replace("keep_generations = 5", "keep_generations = 5\nconfirm_seconds = 8")
+    )
+    croft("deploy", "web2", timeout=600)
+    # SSH from a documentation address only: croft's kept-open connection lives on (the ruleset
+    # lets established traffic through), but no new connection gets in.
+    append(croft, "machines/web2.toml", '[firewall]\nssh_from = ["192.0.2.1"]\n')
+    result = croft("deploy", "web2", ok=False, timeout=600)
+    assert result.returncode == 1 and "reverted itself to generation" in result.stdout, result.stdout
+    assert "croft" not in on(fleet, "web2", "nft", "list", "tables")
+    assert croft("verify", "web2").returncode == 0  # a new connection gets in again

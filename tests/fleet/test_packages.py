@@ -5,18 +5,16 @@ only croft's ever leave."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from croft.fleet.fleet import Fleet
-from tests.fleet.conftest import Croft
+from tests.fleet.conftest import Croft, on
 from tests.fleet.relay import Relay, static_server
 
 pytestmark = pytest.mark.fleet
 
-RELAY_PORT = 8142
 REPOSITORY_PORT = 8143
 ONCE = """[Unit]
 Description=Says hello, with the program the package brings
@@ -29,16 +27,6 @@ ExecStart=/usr/bin/hello
 [Install]
 WantedBy=multi-user.target
 """
-
-
-@pytest.fixture
-def relay(fleet: Fleet) -> Iterator[Relay]:
-    with Relay(fleet.lan.host_address, RELAY_PORT) as started:
-        yield started
-
-
-def on(fleet: Fleet, machine: str, *argv: str) -> str:
-    return fleet.containers[machine].enter(*argv)
 
 
 def installed(fleet: Fleet, machine: str, package: str) -> bool:

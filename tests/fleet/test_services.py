@@ -234,6 +234,27 @@ def test_a_vm_boots_its_image_is_configured_from_its_seed_and_answers(fleet: Fle
     assert page == "<p>Hello from hello-vm, a VM configured by cloud-init</p>\n"
     # Its console is in the machine's journal, under the service's name.
     assert "cloud-init" in inside(fleet, "db1", "journalctl", "-q", "-t", "hello-vm", "--no-pager")
+    # On db1's service bridge instead: an address from db1's DHCP, and its name, which the
+    # site's DNS (db1 itself here) answers.
+    vm = croft.site / "layers/vms/services/hello-vm.toml"
+    vm.write_text('network = "bridge"\n' + vm.read_text().replace('ports = ["8300:80"]\n', ""))
+    croft("deploy", "db1")
+    name = "hello-vm.db1.lab.home.arpa"
+    deadline = time.monotonic() + 600
+    while not (found := inside(fleet, "db1", "getent", "ahostsv4", name, ok=False)):
+        console = inside(
+            fleet, "db1", "journalctl", "-q", "-u", "hello-vm", "-n", "30", "--no-pager", ok=False
+        )
+        assert time.monotonic() < deadline, f"the VM never took its lease; its console:\n{console}"
+        time.sleep(3)
+    address = found.split()[0]
+    assert address.startswith("10.98.")
+    deadline = time.monotonic() + 300
+    while "hello-vm" not in inside(
+        fleet, "db1", "curl", "-s", "--max-time", "3", f"http://{name}/", ok=False
+    ):
+        assert time.monotonic() < deadline, "the VM on the bridge never answered"
+        time.sleep(3)
     # Gone from the site, it stops.
     machine.write_text(machine.read_text().replace('"vms", ', ""))
     croft("deploy", "db1")

@@ -147,7 +147,7 @@ def test_only_a_container_goes_on_the_service_bridge(example_site: Path) -> None
     service.write_text('network = "bridge"\n' + service.read_text())
     [problem] = problems(example_site)
     assert (
-        "hello-web.toml:1: network: service 'hello-web': only a container goes on the service bridge"
+        "hello-web.toml:1: network: service 'hello-web': only a container or a VM goes on the service bridge"
         in problem
     )
     append(example_site / "site.toml", '[network]\nservices = "10.98.0.0/25"\n')

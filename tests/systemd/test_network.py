@@ -12,7 +12,7 @@ import pytest
 from croft.build import builder
 from croft.site import network
 from croft.site.load import load_site
-from croft.systemd import bridge, firewall, generated, overlay
+from croft.systemd import bridge, firewall, generated, overlay, sandbox
 
 OVERLAY = '[network]\ngateway = "db1"\n\n[network.overlay]\ntopology = "hub"\nhub = "db1"\nkeepalive = 25\n'
 
@@ -114,3 +114,25 @@ def test_a_bridged_container_gets_the_machines_bridge_dhcp_and_a_name_the_site_a
     assert str(subnet) in (root / "db1/root" / overlay.CONF).read_text()
     assert not (root / "web2/root" / bridge.DNSMASQ_CONF).exists()
     assert {"dnsmasq-base", "busybox"} <= set(generated.packages(site, site.machines["web1"]))
+
+
+def test_a_bridged_vm_gets_a_tap_on_the_bridge_and_is_known_by_its_mac(example_site: Path) -> None:
+    vm = example_site / "layers/vms/services/hello-vm.toml"
+    vm.write_text('network = "bridge"\n' + vm.read_text().replace('ports = ["8300:80"]\n', ""))
+    db1 = example_site / "machines/db1.toml"
+    db1.write_text(db1.read_text().replace("layers = [", 'layers = ["vms", ', 1))
+    (example_site / "layers/vms/usr/local/share/croft/vm/!cloud.qcow2").unlink()
+    (example_site / "layers/vms/usr/local/share/croft/vm/cloud.qcow2").write_text("an image\n")
+    site = load_site(example_site, use_cache=False)
+    builder.build(site, site.select(["db1"]))
+    root = example_site / ".croft/build/db1/root"
+    unit = (root / "usr/local/lib/systemd/system/hello-vm.service").read_text()
+    mac = sandbox.vm_mac("hello-vm")
+    assert "-netdev tap,id=net0,ifname=vm-hello-vm,script=no,downscript=no" in unit
+    assert f"virtio-net-pci,netdev=net0,mac={mac},romfile=" in unit
+    assert "ExecStartPre=/sbin/ip link set dev vm-hello-vm master croftbr0 up" in unit
+    assert (
+        "DeviceAllow=/dev/net/tun rw"
+        in (root / "usr/local/lib/systemd/system/hello-vm.service.d/croft-sandbox.conf").read_text()
+    )
+    assert f"dhcp-host={mac},hello-vm" in (root / bridge.DNSMASQ_CONF).read_text()

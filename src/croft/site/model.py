@@ -120,8 +120,8 @@ class NetworkConfig:
     """Where peers reach the gateway, "HOST:PORT" (its public name, a router's forwarded port);
     default its address and the overlay's port."""
     services: str = "10.98.0.0/16"
-    """The networks of containers on service bridges: a /24 of it for each machine that has
-    them, chosen from its name."""
+    """The networks of containers and VMs on service bridges: a /24 of it for each machine
+    that has them, chosen from its name."""
 
 
 @dataclass(frozen=True)
@@ -351,7 +351,7 @@ class ServiceConfig:
     snapshots: dict[str, int] = field(default_factory=dict)
     """How many snapshots of its state to keep per period: hourly, daily, weekly."""
     network: Literal["host", "private", "bridge"] = "host"
-    """host: the machine's network; private: none but loopback; bridge (a container): the
+    """host: the machine's network; private: none but loopback; bridge (a container or a VM): the
     machine's service bridge, an address from its DHCP and a name that registers itself,
     NAME.MACHINE.DOMAIN (docs/network.md)."""
     socket: SocketConfig | None = None

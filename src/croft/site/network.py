@@ -28,7 +28,8 @@ OVERLAY_SOURCE = "overlay"
 
 _PORT = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp))?$")
 _WIREGUARD_KEY = re.compile(r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+"""A VPN peer's or a firewall rule's name: a DNS label."""
 
 
 # -- the overlay ---------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ def peers(site: Site, name: str) -> list[str]:
 # -- service bridges ----------------------------------------------------------------------------
 
 BRIDGE = "croftbr0"
-"""The bridge of a machine's containers with network = "bridge"."""
+"""The bridge of a machine's containers and VMs with network = "bridge"."""
 
 
 def bridged(site: Site, machine: Machine) -> list[str]:
@@ -260,7 +261,7 @@ def check_vpn(file: Path, site: Site, problems: list[Problem]) -> None:
         report = Reporter(peer.file, problems)
         if config.gateway is None:
             report((), "a VPN peer without a gateway", 'add gateway = "MACHINE" under [network] in site.toml')
-        if not _NAME.match(name) or name in site.machines:
+        if not NAME.match(name) or name in site.machines:
             report(
                 (),
                 f"{name!r} is not a peer name of its own"
@@ -306,7 +307,7 @@ def check_firewall(file: Path, config: FirewallConfig, site: Site, problems: lis
     if config.ssh_from is not None:
         _check_sources(problem, ("ssh_from",), config.ssh_from, site)
     for name, rule in config.allow.items():
-        if not _NAME.match(name):
+        if not NAME.match(name):
             problem(("allow", name), f"{name!r} is not a rule name", "lower-case letters, digits and '-'")
         _check_rule(problem, ("allow", name), rule, site)
 

@@ -59,13 +59,11 @@ def check_services(layer: Path, services: dict[str, ServiceConfig], problems: li
                         'use an absolute path such as "/var/lib/nginx"',
                     )
         check_ports(problem, ("ports",), service.ports)
-        if service.network == "bridge" and service.container is None:
+        if service.network == "bridge" and service.container is None and service.vm is None:
             problem(
                 ("network",),
-                "only a container goes on the service bridge (a VM has QEMU's user networking)",
-                'use network = "host" or "private", or make it a [container]'
-                if service.vm is None
-                else "use vm.ports",
+                "only a container or a VM goes on the service bridge",
+                'use network = "host" or "private", or make it a [container] or a [vm]',
             )
         for period, count in service.snapshots.items():
             if period not in PERIODS:
@@ -154,6 +152,12 @@ def _check_vm(service: ServiceConfig, problem: Reporter) -> None:
     if service.network == "private":
         problem(
             ("network",), "not for a VM: it has a network of its own (QEMU's user networking)", "use vm.ports"
+        )
+    if service.network == "bridge" and vm.ports:
+        problem(
+            ("vm", "ports"),
+            "forwarded ports are QEMU's user networking; a VM on the bridge has an address of its own",
+            'remove ports and reach it at NAME.MACHINE.DOMAIN, or remove network = "bridge"',
         )
     if not vm.accelerators:
         problem(("vm", "accelerators"), "names no accelerator", 'e.g. accelerators = ["kvm", "tcg"]')

@@ -1,4 +1,4 @@
-"""Service bridges: containers with network = "bridge" (docs/network.md).
+"""Service bridges: containers and VMs with network = "bridge" (docs/network.md).
 
 A machine with such services gets `croftbr0`, a bridge systemd-networkd makes, with the first
 address of the machine's /24 (site.network.bridge_subnets), IPv4 forwarding and masquerading
@@ -10,7 +10,9 @@ MACHINE.DOMAIN to it over the overlay (names.py, overlay.py), so a guest's name 
 every machine.
 
 A container's DHCP client is the machine's busybox udhcpc, run in the container's network
-namespace by croft-container (it sends the service's name). VMs keep QEMU's user networking.
+namespace by croft-container (it sends the service's name). A VM asks by itself, through a tap
+on the bridge; its machine's dnsmasq knows it by its MAC (from its name) and names it so,
+whatever hostname it sends.
 """
 
 from __future__ import annotations
@@ -83,6 +85,16 @@ def packages(site: Site, machine: Machine) -> set[str]:
     return {"dnsmasq-base", "busybox"} if enabled(site, machine) else set()
 
 
+def _vms(site: Site, name: str) -> list[str]:
+    machine = site.machines[name]
+    return sorted(
+        service_name
+        for layer in site.machine_layers(machine)
+        for service_name, service in layer.config.services.items()
+        if service.network == "bridge" and service.vm is not None
+    )
+
+
 def write_trees(site: Site) -> None:
     wanted = [name for name, machine in sorted(site.machines.items()) if enabled(site, machine)]
     write_machine_trees(site.generated_dir(TREES), {name: _files(site, name) for name in wanted})
@@ -131,7 +143,8 @@ def _files(site: Site, name: str) -> dict[str, GeneratedFile]:
             f"dhcp-option=option:dns-server,{router}\n"
             "dhcp-leasefile=/var/lib/croft-bridge/leases\n"
             # The guests' names only; every other question goes to this machine's resolver.
-            "no-hosts\n"
+            "no-hosts\n" + "".join(f"dhcp-host={sandbox.vm_mac(vm)},{vm}\n" for vm in _vms(site, name))
+            # A VM is known by its MAC, whatever hostname it sends.
         ),
         f"{UNIT_DIR}/{UNIT}": GeneratedFile(
             unit_file(
