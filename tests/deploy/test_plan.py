@@ -127,3 +127,19 @@ def test_links_outside_usr_local_follow_the_flip_and_go_before_the_files() -> No
         Manifest.from_json(new.to_json()).outside == new.outside
         and new.digest != Manifest("m", new.entries).digest
     )
+
+
+def test_a_distro_unit_croft_stops_configuring_lets_go_of_croft_settings() -> None:
+    # systemd-resolved asked the site's DNS server through croft's drop-in; the new tree (or
+    # croft reset) has none: resolved is restarted without it, not left running with it.
+    drop_in = "usr/local/lib/systemd/resolved.conf.d/croft.conf"
+    old = Manifest("m", {drop_in: Entry("file", 0o644, "a", units=("systemd-resolved.service",))})
+    actions = plan.unit_actions(old, Manifest("m"), plan.file_changes(old, Manifest("m")))
+    assert actions.try_reload_or_restart == ["systemd-resolved.service"]
+    # croft's own unit, gone with its files, is not restarted (it was stopped).
+    gone = plan.unit_actions(
+        manifest(unit="a", conf="b"),
+        Manifest("m"),
+        plan.file_changes(manifest(unit="a", conf="b"), Manifest("m")),
+    )
+    assert gone.stop == ["web.service"] and not gone.try_reload_or_restart and not gone.try_restart

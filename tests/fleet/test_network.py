@@ -62,10 +62,18 @@ def test_machines_join_the_overlay_and_reach_each_others_services_by_name(
     mode = on(fleet, "web1", "stat", "-L", "-c", "%a %U", "/usr/local/etc/croft/overlay/croft0.conf")
     assert mode.strip() == "600 root"
 
-    # The site's names, asked over the overlay, answer with overlay addresses; web2's web
-    # server answers db1 over it.
-    resolved = on(fleet, "db1", "getent", "ahostsv4", f"web2.{DOMAIN}").split()[0]
-    assert resolved == str(overlay["web2"].ipv4.ip)
+    # The site's names, asked over the overlay, answer with overlay addresses (on the DNS
+    # server too); web2's web server answers db1 over it.
+    for asking in ("web1", "db1"):
+        resolved = on(fleet, asking, "getent", "ahostsv4", f"web2.{DOMAIN}").split()[0]
+        status = on(fleet, asking, "resolvectl", "status")
+        direct = on(fleet, asking, "busybox", "nslookup", f"web2.{DOMAIN}", str(overlay["db1"].ipv4.ip))
+        listening = on(fleet, "db1", "ss", "-ulpn")
+        hosts = on(fleet, "db1", "cat", "/usr/local/etc/croft/dns/hosts")
+        journal = on(fleet, "db1", "journalctl", "-u", "croft-dns", "--no-pager", "-n", "30")
+        assert resolved == str(overlay["web2"].ipv4.ip), "\n".join(
+            [asking, status[-600:], direct, listening, hosts, journal]
+        )
     assert answers(fleet, "db1", f"http://web2.{DOMAIN}:8080/")
     ping = on(fleet, "web1", "busybox", "ping", "-c1", "-W3", str(overlay["web2"].ipv6.ip))
     assert " 0% packet loss" in ping

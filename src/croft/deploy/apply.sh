@@ -122,6 +122,15 @@ not_installed() {
         case "$NL$installed$NL" in *"${NL}$name installed$NL"*) ;; *) echo "$name" ;; esac
     done
 }
+# Whether a unit is wanted by a link outside croft's tree (/etc, the distribution's own).
+enabled_elsewhere() {
+    for link in /etc/systemd/system/*.wants/"$1" /lib/systemd/system/*.wants/"$1" \
+        /usr/lib/systemd/system/*.wants/"$1"; do
+        [ -L "$link" ] && return 0
+    done
+    return 1
+}
+
 packages_to_install() {
     printf '%s\n' "$FORWARD" | while IFS= read -r line; do
         case $line in "install "*)
@@ -203,7 +212,14 @@ step() {
     verb=${1%% *}
     arg=${1#* }
     case $verb in
-        stop) systemctl stop "$arg" ;;
+        stop)
+            # A unit croft no longer wants keeps running when something else enables it (the
+            # admin, the image: systemd-networkd on a machine whose LAN it configures).
+            if enabled_elsewhere "$arg"; then
+                echo "croft: $arg stays: it is enabled outside /usr/local" >&2
+            else
+                systemctl stop "$arg"
+            fi ;;
         dirs)
             # MODE<tab>PATH<tab>PATH...: a path that was a file (a link into the live
             # generation) becomes a directory.

@@ -28,7 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from croft.build.manifest import Entry, Manifest, unit_of
-from croft.layout import DISTRO_DIRS, SYSUSERS_DIR
+from croft.layout import DISTRO_DIRS, SYSUSERS_DIR, UNIT_DIR
 
 
 @dataclass
@@ -113,6 +113,12 @@ class UnitActions:
         return pairs
 
 
+def distro_unit(unit: str, manifest: Manifest) -> bool:
+    """Whether a unit is the distribution's (croft ships drop-ins or config for it, not the
+    unit itself)."""
+    return f"{UNIT_DIR}/{unit}" not in manifest.entries
+
+
 def file_changes(old: Manifest, new: Manifest) -> FileChanges:
     changes = FileChanges()
     for path, entry in new.entries.items():
@@ -150,11 +156,13 @@ def unit_actions(old: Manifest, new: Manifest, changes: FileChanges) -> UnitActi
     actions.start = sorted(new_wanted - old_wanted)
     handled = set(actions.stop) | set(actions.start)
     for unit in sorted(redefined - handled):
-        if unit not in new.units:
-            continue  # its files are gone: nothing left to restart
+        if unit not in new.units and not distro_unit(unit, old):
+            continue  # croft's own unit, gone with its files: nothing left to restart
         (actions.restart if unit in new.wanted else actions.try_restart).append(unit)
     for unit in sorted(reconfigured - redefined - handled):
-        if unit not in new.units and unit not in new.wanted:
+        # A distribution's unit croft configured (resolved, sshd) goes on running after croft
+        # stops configuring it: it must let go of croft's settings.
+        if unit not in new.units and unit not in new.wanted and not distro_unit(unit, old):
             continue
         if unit in new.wanted:
             actions.reload_or_restart.append(unit)

@@ -64,10 +64,10 @@ def _over_overlay(site: Site, name: str) -> bool:
 
 
 def _addresses(site: Site, name: str, overlay: dict[str, network.OverlayAddress]) -> list[str]:
-    found = [site.machines[name].config.address]
-    if name in overlay:
-        found += [str(overlay[name].ipv4.ip), str(overlay[name].ipv6.ip)]
-    return found
+    """A machine's addresses, its overlay's first: a question that comes in on no network
+    of the two (the server asking itself, over loopback) gets all, the overlay's first."""
+    found = [str(overlay[name].ipv4.ip), str(overlay[name].ipv6.ip)] if name in overlay else []
+    return [*found, site.machines[name].config.address]
 
 
 def hosts(site: Site) -> str:
