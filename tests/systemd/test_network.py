@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import subprocess
 from pathlib import Path
@@ -110,6 +111,10 @@ def test_a_bridged_container_gets_the_machines_bridge_dhcp_and_a_name_the_site_a
     # other members route web1's bridge.
     server = (root / "db1/root/usr/local/etc/croft/dns/dnsmasq.conf").read_text()
     assert f"server=/web1.lab.home.arpa/{next(subnet.hosts())}" in server
+    # dnsmasq reads its configuration only when it starts: a new server= line changes the
+    # unit (a digest of the file in it), which croft restarts rather than reloads.
+    unit = (root / "db1/root/usr/local/lib/systemd/system/croft-dns.service").read_text()
+    assert f"sha256 {hashlib.sha256(server.encode()).hexdigest()[:16]}" in unit
     assert f"Destination={subnet}" in (root / "db1/root" / overlay.NETWORK_FILE).read_text()
     assert str(subnet) in (root / "db1/root" / overlay.CONF).read_text()
     assert not (root / "web2/root" / bridge.DNSMASQ_CONF).exists()
