@@ -16,7 +16,7 @@ ORDER = [
     {"repository"},
     {"build"},
     {"deploy"},
-    {"pipeline", "snapshots", "vpn"},
+    {"pipeline", "snapshots", "vpn", "logs"},
     {"images"},
     {"daily"},
     {"workflows"},

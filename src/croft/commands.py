@@ -480,6 +480,70 @@ def repo_key(ctx: click.Context) -> None:
     click.echo(key.public_key(_load(ctx)), nl=False)
 
 
+@cli.command()
+@click.argument("machines", nargs=-1)
+@click.option("-u", "--unit", "units", multiple=True, help="Only this unit's entries (repeatable).")
+@click.option(
+    "-t", "--identifier", "identifiers", multiple=True, help="Only this syslog identifier's (repeatable)."
+)
+@click.option(
+    "-p", "--priority", help='At least this priority: "err", "warning", "0".."7", or a range "err..info".'
+)
+@click.option("--since", help='From then on, in journalctl\'s words: "-1h", "today", "2026-11-30 10:00".')
+@click.option("-n", "--lines", type=int, help="The last N entries of each machine.")
+@click.option("-f", "--follow", is_flag=True, help="Go on showing entries as they are logged, until Ctrl-C.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per entry, with its machine.")
+@click.pass_context
+def logs(
+    ctx: click.Context,
+    machines: tuple[str, ...],
+    units: tuple[str, ...],
+    identifiers: tuple[str, ...],
+    priority: str | None,
+    since: str | None,
+    lines: int | None,
+    follow: bool,
+    as_json: bool,
+) -> None:
+    """The machines' journals (all machines when none is named), merged by time, each line tagged
+    with its machine."""
+    import threading
+
+    from croft import logs as journal
+    from croft import ui
+
+    site = _load(ctx)
+    query = journal.Query(units, identifiers, priority, since, lines)
+    chosen = site.select(machines)
+    colours = ["cyan", "magenta", "green", "yellow", "blue", "red"]
+    styles = {machine.name: colours[index % len(colours)] for index, machine in enumerate(chosen)}
+    out = ui.console() if ui.interactive() and not as_json else None
+
+    def show(entry: journal.Entry) -> None:
+        if as_json:
+            click.echo(entry.to_json())
+        elif out is not None:
+            from rich.markup import escape
+
+            when, machine, said = journal.parts(entry)
+            out.print(f"[dim]{when}[/] [{styles[machine]}]{machine}[/] {escape(said)}")
+        else:
+            click.echo(journal.plain(entry))
+
+    if not follow:
+        for entry in journal.read(site, chosen, query):
+            show(entry)
+        return
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        for entry in journal.follow(site, chosen, query, stop):
+            show(entry)
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        stop.set()
+
+
 @cli.command("network")
 @click.pass_context
 def network_cmd(ctx: click.Context) -> None:
