@@ -92,9 +92,11 @@ def _through(bastion: Connection) -> str:
     when there is one (ControlMaster=no: a stdio forward never becomes a master itself), else a
     connection of its own."""
     # First: ssh takes the first value it is given for an option.
-    argv = [bastion.argv[0], "-o", "ControlMaster=no", *bastion.argv[1:], "-W", "%h:%p", bastion.destination]
-    # ssh expands %-tokens in ProxyCommand: the bastion's own (its ControlPath's %C) are kept.
-    return " ".join(shlex.quote(arg.replace("%", "%%")) for arg in argv).replace("%%h:%%p", "%h:%p")
+    argv = [bastion.argv[0], "-o", "ControlMaster=no", *bastion.argv[1:]]
+    # ssh expands %-tokens in ProxyCommand: the bastion's own (its ControlPath's %C, a further
+    # bastion's %h:%p) are escaped; this machine's host and port are not.
+    escaped = " ".join(shlex.quote(arg.replace("%", "%%")) for arg in argv)
+    return f"{escaped} -W %h:%p {shlex.quote(bastion.destination)}"
 
 
 class ConnectionFailed(CommandError):
