@@ -101,7 +101,13 @@ def main() -> None:
             with Relay(up.lan.host_address, RELAY_PORT) as relay:
                 with (site_dir / "site.toml").open("a") as site_toml:
                     site_toml.write(f'\n[packages]\nupstream = "{relay.url}"\n')
-                env = {**os.environ, "CROFT_SSH_KEY": str(ssh_key()), "CROFT_SITE": str(site_dir)}
+                # The throwaway site's keys stay in its temporary directory.
+                env = {
+                    **os.environ,
+                    "CROFT_SSH_KEY": str(ssh_key()),
+                    "CROFT_SITE": str(site_dir),
+                    "XDG_DATA_HOME": str(Path(tmp) / "data"),
+                }
                 started = time.monotonic()
                 subprocess.run([sys.executable, "-m", "croft", "deploy"], env=env, check=True, timeout=900)
                 print(
