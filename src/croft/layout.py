@@ -49,6 +49,8 @@ CONTAINER_ROOT = "/var/lib/croft/containers"
 
 # -- the site's own APT repository, as apt on a target sees it --------------------------------
 
+BRIDGE = "croftbr0"
+"""A machine's service bridge: its containers and VMs with network = "bridge"."""
 APT_SUITE = "croft"
 APT_COMPONENT = "main"
 

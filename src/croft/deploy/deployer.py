@@ -25,7 +25,7 @@ from croft.errors import CroftError
 from croft.layout import REMOTE
 from croft.run import run, run_binary, run_streaming
 from croft.site.model import Machine, Site
-from croft.systemd import generated, package_cache
+from croft.systemd import package_cache
 from croft.wait import until
 
 STALE = 75
@@ -386,6 +386,9 @@ def _switch(
     _parse_log(outcome, code, log)
     unknown = re.findall(r"^croft-unknown-package: (\S+)$", log, re.M)
     if unknown:
+        # Only when apt refused a package: every generator is imported for it.
+        from croft.systemd import generated
+
         origins = generated.package_origins(site, machine)
         outcome.message = (
             "; ".join(

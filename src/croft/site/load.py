@@ -32,7 +32,6 @@ from croft.site.model import (
     VpnPeer,
     VpnPeerConfig,
 )
-from croft.site.network import check_bridges, check_firewall, check_overlay, check_via, check_vpn
 from croft.site.packages import check_config, check_names, check_site_packages
 from croft.site.services import check_services
 from croft.site.tomlfile import Reporter, locate, read_toml
@@ -350,6 +349,9 @@ def _load(root: Path) -> Site:
 def _check_networks(site: Site, problems: list[Problem]) -> None:
     """[network], [ssh] via and [firewall]: they name machines, so they are checked once all
     machines are known."""
+    # Here, not at the top: a deploy that finds the site in its cache never checks it.
+    from croft.site.network import check_bridges, check_firewall, check_overlay, check_via, check_vpn
+
     check_overlay(site.root / "site.toml", site, problems)
     check_vpn(site.root / "site.toml", site, problems)
     check_bridges(site.root / "site.toml", site, problems)

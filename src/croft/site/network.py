@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from croft import layout
 from croft.errors import Problem
 from croft.site.model import FirewallConfig, Machine, OverlayConfig, RuleConfig, Site
 from croft.site.tomlfile import Reporter
@@ -102,8 +103,7 @@ def peers(site: Site, name: str) -> list[str]:
 
 # -- service bridges ----------------------------------------------------------------------------
 
-BRIDGE = "croftbr0"
-"""The bridge of a machine's containers and VMs with network = "bridge"."""
+BRIDGE = layout.BRIDGE
 
 
 def bridged(site: Site, machine: Machine) -> list[str]:

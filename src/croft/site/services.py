@@ -7,7 +7,6 @@ from pathlib import Path
 
 from croft.errors import Problem
 from croft.site.model import OWNED_ROOT, ServiceConfig
-from croft.site.network import check_ports
 from croft.site.tomlfile import Reporter
 
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -30,6 +29,8 @@ def _reporter(layer: Path, name: str, problems: list[Problem]) -> Reporter:
 
 
 def check_services(layer: Path, services: dict[str, ServiceConfig], problems: list[Problem]) -> None:
+    from croft.site.network import check_ports  # only a site that is not cached is checked
+
     for name, service in services.items():
         problem = _reporter(layer, name, problems)
         if not _NAME.match(name):

@@ -9,13 +9,11 @@ later layer or the machine can override them, and they deploy and roll back like
 
 from __future__ import annotations
 
-import hashlib
 import shlex
 from pathlib import Path
 
-from croft.layout import CONTAINER_ROOT, STATE_ROOT, SYSUSERS_DIR, UNIT_DIR
+from croft.layout import BRIDGE, CONTAINER_ROOT, STATE_ROOT, SYSUSERS_DIR, UNIT_DIR
 from croft.site.model import ServiceConfig
-from croft.site.network import BRIDGE
 from croft.systemd import hardening
 from croft.systemd.tree import GeneratedFile, wanted_by
 from croft.systemd.unitfile import unit_file
@@ -201,6 +199,8 @@ def _container_files(name: str, service: ServiceConfig) -> dict[str, GeneratedFi
 
 def vm_mac(name: str) -> str:
     """A VM's MAC address on its machine's bridge, from its name: the same at every boot."""
+    import hashlib  # only for a VM on a bridge: a deploy that builds nothing pays nothing for it
+
     digest = hashlib.sha256(name.encode()).digest()
     return "52:54:00:" + ":".join(f"{byte:02x}" for byte in digest[:3])
 
