@@ -12,22 +12,12 @@ request-response round trips over one connection (median microseconds).
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the fleet tests' relay to the mirror
-
-from tests.fleet.relay import Relay  # noqa: E402
-
-from croft.fleet import fleet as fleets  # noqa: E402
-from croft.fleet.rootfs import ssh_key  # noqa: E402
-from croft.site import network  # noqa: E402
-from croft.site.load import load_site  # noqa: E402
+from croft.site import network
+from croft.site.load import load_site
+from throwaway import throwaway
 
 FLEET = "croftnetbench"
 SUBNET = "10.81.0"
@@ -92,44 +82,24 @@ def main() -> None:
     parser.add_argument("--megabytes", type=int, default=200)
     parser.add_argument("--round-trips", type=int, default=2000)
     args = parser.parse_args()
-    fleets.down(FLEET)
-    with tempfile.TemporaryDirectory(prefix="croft-netbench-") as tmp:
-        site_dir = make_site(Path(tmp) / "site")
-        up = fleets.up(load_site(site_dir), FLEET)
-        try:
-            # The relay listens on the host's end of the fleet's LAN, which exists once it is up.
-            with Relay(up.lan.host_address, RELAY_PORT) as relay:
-                with (site_dir / "site.toml").open("a") as site_toml:
-                    site_toml.write(f'\n[packages]\nupstream = "{relay.url}"\n')
-                # The throwaway site's keys stay in its temporary directory.
-                env = {
-                    **os.environ,
-                    "CROFT_SSH_KEY": str(ssh_key()),
-                    "CROFT_SITE": str(site_dir),
-                    "XDG_DATA_HOME": str(Path(tmp) / "data"),
-                }
-                started = time.monotonic()
-                subprocess.run([sys.executable, "-m", "croft", "deploy"], env=env, check=True, timeout=900)
-                print(
-                    f"overlay deployed on 2 machines: {time.monotonic() - started:.1f} s (with its packages)"
-                )
-            n1, n2 = up.containers["n1"], up.containers["n2"]
-            n2.enter("systemd-run", "--unit=netbench", "python3", "-c", SERVER)
-            time.sleep(1)
-            overlay = network.addresses(load_site(site_dir))["n2"]
-            print(f"{'':<22}{'MB/s':>10}{'round trip (us)':>18}")
-            results = {}
-            for label, address in (("LAN", n2.address), ("overlay (wireguard-go)", str(overlay.ipv4.ip))):
-                out = n1.enter(
-                    "python3", "-c", CLIENT, address, str(PORT), str(args.megabytes), str(args.round_trips)
-                )
-                rate, rtt = (float(value) for value in out.split())
-                results[label] = (rate, rtt)
-                print(f"{label:<22}{rate:>10.0f}{rtt:>18.0f}")
-            (lan_rate, lan_rtt), (wg_rate, wg_rtt) = results.values()
-            print(f"overlay/LAN: throughput {wg_rate / lan_rate:.2f}x, round trip {wg_rtt / lan_rtt:.2f}x")
-        finally:
-            up.down()
+    with throwaway(FLEET, make_site, RELAY_PORT) as made:
+        seconds = made.deploy()
+        print(f"overlay deployed on 2 machines: {seconds:.1f} s (with its packages)")
+        n1, n2 = made.fleet.containers["n1"], made.fleet.containers["n2"]
+        n2.enter("systemd-run", "--unit=netbench", "python3", "-c", SERVER)
+        time.sleep(1)
+        overlay = network.addresses(load_site(made.site))["n2"]
+        print(f"{'':<22}{'MB/s':>10}{'round trip (us)':>18}")
+        results = {}
+        for label, address in (("LAN", n2.address), ("overlay (wireguard-go)", str(overlay.ipv4.ip))):
+            out = n1.enter(
+                "python3", "-c", CLIENT, address, str(PORT), str(args.megabytes), str(args.round_trips)
+            )
+            rate, rtt = (float(value) for value in out.split())
+            results[label] = (rate, rtt)
+            print(f"{label:<22}{rate:>10.0f}{rtt:>18.0f}")
+        (lan_rate, lan_rtt), (wg_rate, wg_rtt) = results.values()
+        print(f"overlay/LAN: throughput {wg_rate / lan_rate:.2f}x, round trip {wg_rtt / lan_rtt:.2f}x")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import croft
 
 # Bottom first. Modules of one layer may import each other; none imports a later layer.
 ORDER = [
-    {"errors", "tools", "run", "wait", "inplace", "lan", "layout", "nocloud", "agent"},
+    {"errors", "tools", "run", "wait", "inplace", "lan", "layout", "nocloud", "agent", "alerts"},
     {"site"},
     {"systemd"},
     {"repository"},

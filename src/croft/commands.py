@@ -526,7 +526,7 @@ def logs(
             from rich.markup import escape
 
             when, machine, said = journal.parts(entry)
-            out.print(f"[dim]{when}[/] [{styles[machine]}]{machine}[/] {escape(said)}")
+            out.print(f"[dim]{when}[/] [{styles.get(machine, 'white')}]{machine}[/] {escape(said)}")
         else:
             click.echo(journal.plain(entry))
 

@@ -1,11 +1,12 @@
-"""The site's journal, read from its machines: `croft logs` (docs/logs.md).
+"""The site's journal: `croft logs` (docs/logs.md).
 
-Each machine's journald is asked over its kept-open SSH connection, in parallel, with
-`journalctl -o json` and the filters the user gave (units, identifiers, priority, since, the
-last N lines); the entries come back as JSON, one per line, and are merged by their time
-(`__REALTIME_TIMESTAMP`, the microsecond each was logged) into one stream, each tagged with its
-machine. With `follow`, each machine's `journalctl -f` streams into one bounded queue and lines
-are printed as they arrive.
+With a collector ([logs]), its journalctl reads the site's journal, once per machine asked,
+over one SSH connection; without one, each machine's own journald is asked over its kept-open
+SSH connection. In parallel, with `journalctl -o json` and the filters the user gave (units,
+identifiers, priority, since, the last N lines); the entries come back as JSON, one per line,
+and are merged by their time (`__REALTIME_TIMESTAMP`, the microsecond each was logged) into one
+stream, each tagged with its machine. With `follow`, each `journalctl -f` streams into one
+bounded queue and lines are printed as they arrive.
 """
 
 from __future__ import annotations
@@ -32,6 +33,35 @@ QUEUE = 10_000
 """Entries in flight while following; a machine that floods the queue waits."""
 
 
+HEARTBEAT = "croft-heartbeat"
+"""The machines' heartbeats (systemd/journal.py) are left out unless asked for by identifier."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One journalctl: on a machine for its own journal, or on the collector for one machine's
+    entries in the site's journal."""
+
+    machine: Machine
+    """Where it runs."""
+    tag: str
+    """The machine its entries are from."""
+    directory: str | None = None
+    matches: tuple[str, ...] = ()
+
+
+def sources(site: Site, machines: list[Machine]) -> list[Source]:
+    config = site.config.logs
+    if config is None:
+        return [Source(machine, machine.name) for machine in machines]
+    from croft.systemd.journal import HOST_DIRECTORY
+
+    # One journalctl per machine, on the collector: following many machines' files at once,
+    # journalctl skips entries that arrive after a later one of another machine was shown.
+    collector = site.machines[config.collector]
+    return [Source(collector, m.name, HOST_DIRECTORY, (f"_HOSTNAME={m.name}",)) for m in machines]
+
+
 @dataclass(frozen=True)
 class Query:
     units: tuple[str, ...] = ()
@@ -40,8 +70,11 @@ class Query:
     since: str | None = None
     lines: int | None = None
 
-    def argv(self, follow: bool) -> list[str]:
+    def argv(self, follow: bool, source: Source) -> list[str]:
         argv = ["journalctl", "--no-pager", "-o", "json", "--output-fields=" + ",".join(FIELDS)]
+        if source.directory is not None:
+            # --merge: journalctl 252 follows only the collector's own boot without it.
+            argv += [f"--directory={source.directory}", "--merge"]
         for unit in self.units:
             argv += ["-u", unit]
         for identifier in self.identifiers:
@@ -54,7 +87,10 @@ class Query:
             argv += ["-n", str(self.lines)]
         if follow:
             argv.append("-f")
-        return argv
+        return argv + list(source.matches)
+
+    def wants(self, entry: Entry) -> bool:
+        return entry.identifier != HEARTBEAT or HEARTBEAT in self.identifiers
 
 
 FIELDS = ("MESSAGE", "PRIORITY", "SYSLOG_IDENTIFIER", "_PID", "_SYSTEMD_UNIT", "_COMM")
@@ -98,20 +134,21 @@ def read(site: Site, machines: list[Machine], query: Query) -> list[Entry]:
     results: dict[str, list[Entry]] = {}
     errors: dict[str, str] = {}
 
-    def one(machine: Machine) -> None:
+    def one(source: Source) -> None:
+        machine = source.machine
         try:
             result = connect(site, machine).run(
-                shlex.join(query.argv(follow=False)), check=False, timeout=300
+                shlex.join(query.argv(False, source)), check=False, timeout=300
             )
         except CommandError as error:  # unreachable
-            errors[machine.name] = str(error)[-500:]
+            errors[source.tag] = str(error)[-500:]
             return
         if result.returncode not in (0, 1):  # 1: journalctl found nothing to show
-            errors[machine.name] = (result.stderr or result.stdout).strip()[-500:]
-        entries = (parse(machine.name, line) for line in result.stdout.splitlines())
-        results[machine.name] = [entry for entry in entries if entry is not None]
+            errors[source.tag] = (result.stderr or result.stdout).strip()[-500:]
+        entries = (parse(source.tag, line) for line in result.stdout.splitlines())
+        results[source.tag] = [entry for entry in entries if entry is not None and query.wants(entry)]
 
-    threads = [threading.Thread(target=one, args=(machine,)) for machine in machines]
+    threads = [threading.Thread(target=one, args=(source,)) for source in sources(site, machines)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -127,9 +164,9 @@ def follow(site: Site, machines: list[Machine], query: Query, stop: threading.Ev
     entries: queue.Queue[Entry | None] = queue.Queue(QUEUE)
     processes: list[subprocess.Popen[str]] = []
 
-    def stream(connection: Connection, name: str) -> None:
+    def stream(connection: Connection, source: Source) -> None:
         process = subprocess.Popen(
-            connection.command(shlex.join(query.argv(follow=True))),
+            connection.command(shlex.join(query.argv(True, source))),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -137,14 +174,14 @@ def follow(site: Site, machines: list[Machine], query: Query, stop: threading.Ev
         processes.append(process)
         assert process.stdout is not None
         for line in process.stdout:
-            entry = parse(name, line)
-            if entry is not None:
+            entry = parse(source.tag, line)
+            if entry is not None and query.wants(entry):
                 entries.put(entry)
         entries.put(None)
 
-    connections = {machine.name: connect(site, machine) for machine in machines}
-    for name, connection in connections.items():
-        threading.Thread(target=stream, args=(connection, name), daemon=True).start()
+    connections = [(connect(site, source.machine), source) for source in sources(site, machines)]
+    for connection, source in connections:
+        threading.Thread(target=stream, args=(connection, source), daemon=True).start()
     ended = 0
     try:
         while not stop.is_set() and ended < len(connections):

@@ -14,6 +14,12 @@ def problems(site: Path) -> list[str]:
     return [str(problem) for problem in info.value.problems]
 
 
+def assert_found(found: list[str], expected: list[str], where: str = "") -> None:
+    """Each expected message is in some problem (that also names `where`)."""
+    for message in expected:
+        assert any(message in problem and where in problem for problem in found), (message, found)
+
+
 def test_example_loads(example_site: Path) -> None:
     site = load_site(example_site)
     assert sorted(site.machines) == ["db1", "lab1", "lab2", "web1", "web2"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from croft.site import network
 from croft.site.load import load_site
-from tests.site.test_load import problems
+from tests.site.test_load import assert_found, problems
 
 
 def append(file: Path, text: str) -> None:
@@ -29,8 +29,7 @@ def test_the_overlay_names_machines_of_the_site_and_valid_networks(example_site:
         "network.overlay.hub: 'gw1' is not a machine in the overlay",
         "network.overlay.machines.1: no machine 'web9'",
     ]
-    for message in expected:
-        assert any(message in problem and "site.toml:" in problem for problem in found), (message, found)
+    assert_found(found, expected, "site.toml:")
 
 
 def test_overlay_addresses_come_from_names_and_stay_when_machines_join(example_site: Path) -> None:
@@ -104,8 +103,7 @@ def test_firewall_rules_and_service_ports_are_located_with_hints(example_site: P
         "web/layer.toml:8: firewall.allow.web.sources.0: the site has no overlay",
         "hello-web.toml:4: ports.1: service 'hello-web': '99999/tcp' is not a port",
     ]
-    for message in expected:
-        assert any(message in problem for problem in found), (message, found)
+    assert_found(found, expected)
 
 
 def test_ports_parse_as_tcp_unless_they_say_udp() -> None:

@@ -38,7 +38,18 @@ from croft.errors import Problem, SiteError
 from croft.layout import UNIT_DIR
 from croft.repository import source as apt_source
 from croft.site.model import Machine, Site
-from croft.systemd import bastion, bridge, firewall, generated, names, overlay, package_cache, upgrades
+from croft.systemd import (
+    alerts,
+    bastion,
+    bridge,
+    firewall,
+    generated,
+    journal,
+    names,
+    overlay,
+    package_cache,
+    upgrades,
+)
 
 GENERATED_ORIGIN = "(croft)"
 RESERVED_VARIABLES = ("facts", "machine", "site")
@@ -59,6 +70,7 @@ def trees(site: Site, machine: Machine) -> list[tuple[Path, str]]:
     found = names.trees(site, machine) + overlay.trees(site, machine) + firewall.trees(site, machine)
     found += bastion.trees(site, machine) + bridge.trees(site, machine)
     found += package_cache.trees(site, machine) + upgrades.trees(site, machine)
+    found += journal.trees(site, machine) + alerts.trees(site, machine)
     if apt_source.wanted(site):
         found.append((site.generated_dir(apt_source.TREE), "(croft repository)"))
     for layer in site.machine_layers(machine):

@@ -295,6 +295,10 @@ step() {
             # (with its distribution's settings, before croft's drop-ins were there): restart
             # starts what is stopped and makes what runs take them.
             if [ "$verb" = start ]; then verb=restart; fi
+            case $verb in try-*)
+                # Nothing to try on a unit that is gone (its package was just removed).
+                [ "$(systemctl show -P LoadState "$arg" 2>/dev/null)" != not-found ] || return 0 ;;
+            esac
             systemctl "$verb" "$arg" ;;
         check) checks="$checks $arg" ;;
         *) echo "croft-error: unknown step: $1"; return 1 ;;
@@ -347,7 +351,11 @@ CROFT_SHOW
 
 journal() {
     echo "croft-journal-begin: $1"
-    journalctl -u "$1" -n 25 --no-pager -q 2>&1 || systemctl status "$1" --no-pager 2>&1
+    # A socket fails when the service it starts does (its start limit): that one's journal too.
+    service=
+    case $1 in *.socket) service="-u ${1%.socket}.service" ;; esac
+    # shellcheck disable=SC2086
+    journalctl -u "$1" $service -n 25 --no-pager -q 2>&1 || systemctl status "$1" --no-pager 2>&1
     echo "croft-journal-end: $1"
 }
 

@@ -18,6 +18,8 @@ from croft.site.hardware import check_hardware, check_serve
 from croft.site.images import check_images
 from croft.site.model import (
     OWNED_ROOT,
+    Alert,
+    AlertConfig,
     Image,
     ImageConfig,
     Layer,
@@ -43,7 +45,7 @@ _LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 # What a layer (or a machine's own tree) may hold at its top: the file tree under usr/, and
 # croft's own declarations.
 LAYER_RESERVED = {"layer.toml", "services"}
-CACHE_VERSION = 8
+CACHE_VERSION = 9
 
 
 # croft's own code that the cached site depends on: the model and its checks (a newer croft may
@@ -53,10 +55,10 @@ _GENERATORS = sorted(Path(__file__).parent.glob("*.py"))
 
 def _config_files(root: Path) -> list[Path]:
     """The files whose content decides the site model (not the file trees)."""
-    folders = ("machines", "layers", "images", "workflows", "packages", "vpn")
+    folders = ("machines", "layers", "images", "workflows", "packages", "vpn", "alerts")
     files = [root / "site.toml", *(root / name for name in folders)]
     files += _GENERATORS
-    for folder in ("machines", "layers", "images", "packages", "vpn"):
+    for folder in ("machines", "layers", "images", "packages", "vpn", "alerts"):
         try:
             entries = os.scandir(root / folder)
         except FileNotFoundError:
@@ -319,8 +321,13 @@ def _load(root: Path) -> Site:
         peer_config = _validate(VpnPeerConfig, path, problems)
         if peer_config is not None:
             vpn_peers[path.stem] = VpnPeer(path.stem, path, peer_config)
+    alerts: dict[str, Alert] = {}
+    for path in sorted((root / "alerts").glob("*.toml")):
+        alert_config = _validate(AlertConfig, path, problems)
+        if alert_config is not None:
+            alerts[path.stem] = Alert(path.stem, path, alert_config)
     if config is not None:
-        _check_networks(Site(root, config, machines, layers, vpn_peers=vpn_peers), problems)
+        _check_networks(Site(root, config, machines, layers, vpn_peers=vpn_peers, alerts=alerts), problems)
     dns = config.dns if config is not None else None
     # (A machine whose own file is invalid is reported as such, not again here.)
     if dns is not None and not (machines_dir / f"{dns.server}.toml").exists():
@@ -343,6 +350,7 @@ def _load(root: Path) -> Site:
         images=images,
         site_packages=site_packages,
         vpn_peers=vpn_peers,
+        alerts=alerts,
     )
 
 
@@ -350,12 +358,14 @@ def _check_networks(site: Site, problems: list[Problem]) -> None:
     """[network], [ssh] via and [firewall]: they name machines, so they are checked once all
     machines are known."""
     # Here, not at the top: a deploy that finds the site in its cache never checks it.
+    from croft.site.logs import check_logs
     from croft.site.network import check_bridges, check_firewall, check_overlay, check_via, check_vpn
 
     check_overlay(site.root / "site.toml", site, problems)
     check_vpn(site.root / "site.toml", site, problems)
     check_bridges(site.root / "site.toml", site, problems)
     check_via(site.root / "site.toml", site, problems)
+    check_logs(site.root / "site.toml", site, problems)
     for layer in site.layers.values():
         if layer.config.firewall is not None:
             check_firewall(layer.path / "layer.toml", layer.config.firewall, site, problems)

@@ -125,6 +125,52 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class LogsConfig:
+    """[logs]: one journal for the site, kept by one machine (docs/logs.md)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    collector: str
+    """The machine that receives every machine's journal (systemd-journal-remote)."""
+    port: int = 19532
+    """The port the collector receives on: over the overlay when every machine is in it,
+    else over TLS with certificates from the site's own CA."""
+    keep: str = "30d"
+    """How long the collector keeps entries (a duration: "90min", "12h", "30d", "8w")."""
+    max_use: str = "4G"
+    """How much disk the site's journal may take on the collector (K, M, G, T)."""
+    heartbeat: str = "1min"
+    """How often each machine reports it is alive, with its file systems' use and its newest
+    snapshots (the silent, disk and snapshot alerts read them)."""
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """[alerts.notify.NAME]: where alerts go, a webhook or mail (or both)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    webhook: str | None = None
+    """A URL alerts are POSTed to (http or https)."""
+    webhook_file: str | None = None
+    """A file outside the site holding the URL, when it carries a token (a secret)."""
+    format: Literal["json", "ntfy", "gotify", "slack"] = "json"
+    """The body's shape: croft's JSON, or what ntfy, Gotify or a Slack-style receiver takes."""
+    mail: tuple[str, ...] = ()
+    """Addresses alerts are mailed to, through [alerts] smtp."""
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """[alerts]: where the rules of alerts/ notify (docs/logs.md)."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    smtp: str | None = None
+    """The SMTP relay mail goes through, "HOST" or "HOST:PORT" (port 25 by default)."""
+    sender: str | None = None
+    """The mail's From; default croft@DOMAIN."""
+    notify: dict[str, NotifyConfig] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class NetbootConfig:
     """What a netbooting machine runs: images from images/ (see docs/images.md)."""
 
@@ -192,6 +238,8 @@ class SiteConfig:
     packages: PackagesConfig = field(default_factory=PackagesConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     serve: ServeConfig | None = None
+    logs: LogsConfig | None = None
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     vars: dict[str, Any] = field(default_factory=dict)
 
 
@@ -466,6 +514,47 @@ class VpnPeerConfig:
 
 
 @dataclass(frozen=True)
+class AlertConfig:
+    """alerts/<name>.toml: one rule, read live from the site's journal on the collector."""
+
+    __pydantic_config__: ClassVar[dict[str, Any]] = STRICT
+    when: Literal["unit-failed", "match", "silent", "disk", "snapshot"]
+    """unit-failed: a unit failed; match: an entry matched; silent: a machine sent nothing;
+    disk: a file system is fuller than `percent`; snapshot: a service's newest snapshot is
+    older than `older`."""
+    machines: tuple[str, ...] = ()
+    """The machines it watches; default every machine."""
+    units: tuple[str, ...] = ()
+    """unit-failed: the units it watches; default every unit croft ships to the machine."""
+    fields: dict[str, str] = field(default_factory=dict)
+    """match: journal fields an entry must have, e.g. {SYSLOG_IDENTIFIER = "sshd"}."""
+    regex: str | None = None
+    """match: a regular expression (Python's) the entry's MESSAGE must contain."""
+    priority: Literal["emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"] | None = None
+    """match: the entry is at least this urgent."""
+    after: str | None = None
+    """silent: how long without a line before it fires (default "5min"); match: how long without
+    another match before it is resolved (default "5min")."""
+    percent: int = 90
+    """disk: the use that fires it."""
+    mounts: tuple[str, ...] = ()
+    """disk: the mount points it watches; default all."""
+    older: str = "2h"
+    """snapshot: the age that fires it (snapshots are taken hourly)."""
+    lines: int = 10
+    """The machine's last lines sent with an alert."""
+    notify: tuple[str, ...] = ()
+    """Names under [alerts.notify] in site.toml; default all of them."""
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    file: Path
+    config: AlertConfig
+
+
+@dataclass(frozen=True)
 class VpnPeer:
     name: str
     file: Path
@@ -532,6 +621,7 @@ class Site:
     images: dict[str, Image] = field(default_factory=dict)
     site_packages: dict[str, SitePackage] = field(default_factory=dict)
     vpn_peers: dict[str, VpnPeer] = field(default_factory=dict)
+    alerts: dict[str, Alert] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:

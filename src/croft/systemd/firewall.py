@@ -153,6 +153,9 @@ def service_ports(site: Site, machine: Machine) -> list[tuple[str, network.Port]
                 add(origin, [forward.partition(":")[0] for forward in service.vm.ports])
     if site.config.dns is not None and site.config.dns.server == machine.name:
         add("the site's names ([dns])", list(DNS_PORTS))
+    logs = site.config.logs
+    if logs is not None and logs.collector == machine.name:
+        add("the site's journal ([logs])", [f"{logs.port}/tcp"])
     packages = site.config.packages
     if packages.cache == machine.name:
         add("the package cache ([packages] cache)", [str(packages.port)])

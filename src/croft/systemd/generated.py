@@ -10,7 +10,18 @@ from collections.abc import Iterable
 
 from croft.layout import UNIT_DIR
 from croft.site.model import Machine, Site
-from croft.systemd import bastion, bridge, firewall, names, overlay, package_cache, sandbox, upgrades
+from croft.systemd import (
+    alerts,
+    bastion,
+    bridge,
+    firewall,
+    journal,
+    names,
+    overlay,
+    package_cache,
+    sandbox,
+    upgrades,
+)
 from croft.systemd.tree import write_tree
 
 
@@ -22,6 +33,8 @@ def write(site: Site) -> None:
     bridge.write_trees(site)
     package_cache.write_trees(site)
     upgrades.write_trees(site)
+    journal.write_trees(site)
+    alerts.write_trees(site)
     for name, layer in site.layers.items():
         target = site.generated_dir(name)
         if layer.config.services:
@@ -56,18 +69,24 @@ def package_origins(site: Site, machine: Machine) -> dict[str, list[str]]:
     add(bridge.packages(site, machine), 'the service bridge (network = "bridge")')
     add(package_cache.packages(site, machine), "the package cache ([packages] cache)")
     add(upgrades.packages(site, machine), "background upgrades ([packages] upgrades)")
+    add(journal.packages(site, machine), "the site's journal ([logs])")
+    add(alerts.packages(site, machine), "the site's alerts (alerts/)")
     return origins
 
 
 def unit_globs(site: Site, machine: Machine) -> list[tuple[str, str]]:
     """The generated files that belong to a unit (a change restarts or reloads it)."""
-    generators = (names, overlay, firewall, bastion, bridge)
+    generators = (names, overlay, firewall, bastion, bridge, journal, alerts)
     return [glob for generator in generators for glob in generator.unit_globs(site, machine)]
 
 
 def secret_globs(site: Site, machine: Machine) -> list[str]:
     """The generated files that are secrets (0600, never shown)."""
-    return overlay.secret_globs(site, machine)
+    return [
+        *overlay.secret_globs(site, machine),
+        *journal.secret_globs(site, machine),
+        *alerts.secret_globs(site, machine),
+    ]
 
 
 def outside_links(site: Site, machine: Machine) -> dict[str, str]:

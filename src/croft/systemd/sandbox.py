@@ -91,7 +91,7 @@ def generate(services: dict[str, ServiceConfig], shipped: set[str]) -> dict[str,
             # (a unit the layer ships says so in its own [Install] section).
             files.update(wanted_by("multi-user.target", unit, f"{DISTRO_UNIT_DIR}/{unit}"))
         if service.state:
-            files.update(_state_files(name, service))
+            files.update(state_files(name, service))
         if service.socket is not None:
             files.update(_socket_files(name, service))
     return files
@@ -275,7 +275,9 @@ def _vm_files(name: str, service: ServiceConfig) -> dict[str, GeneratedFile]:
     }
 
 
-def _state_files(name: str, service: ServiceConfig) -> dict[str, GeneratedFile]:
+def state_files(name: str, service: ServiceConfig, owner: str | None = None) -> dict[str, GeneratedFile]:
+    """The state of a service (its subvolume, directories, snapshots); owned by `owner` (a
+    distro daemon's static user), else by its own user if it has one."""
     keep = " ".join(f"{period}={count}" for period, count in sorted(service.snapshots.items()))
     files = {
         f"{STATE_CONF_DIR}/{name}.conf": GeneratedFile(
@@ -283,7 +285,7 @@ def _state_files(name: str, service: ServiceConfig) -> dict[str, GeneratedFile]:
             f"UNIT={service.unit_name(name)}\n"
             f"DIRS='{' '.join(service.state)}'\n"
             f"KEEP='{keep}'\n"
-            f"OWNER={state_owner(name, service) or ''}\n"
+            f"OWNER={owner or state_owner(name, service) or ''}\n"
         ),
         f"{UNIT_DIR}/croft-state@.service": GeneratedFile(STATE_UNIT),
         # Prepared at boot and on deploy, not only when the service first starts: a service
