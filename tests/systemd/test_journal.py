@@ -63,6 +63,18 @@ def test_without_the_overlay_the_journal_travels_over_tls_with_the_sites_ca(exam
         entry = results[machine].manifest.entries[f"{journal.TLS_DIR}/machine.key"]
         assert entry.secret and entry.mode == 0o600
     assert (journal.ca_dir(site) / "ca.key").stat().st_mode & 0o777 == 0o600
+    # A machine that moves gets a certificate for its new address; the others keep theirs.
+    db1_crt = (db1 / journal.TLS_DIR / "machine.crt").read_text()
+    web1_toml = example_site / "machines/web1.toml"
+    web1_toml.write_text(web1_toml.read_text().replace("10.77.0.11", "10.77.0.91"))
+    site = load_site(example_site, use_cache=False)
+    builder.build(site, site.select([]))
+    moved = subprocess.run(
+        ["openssl", "verify", "-CAfile", ca, "-verify_ip", "10.77.0.91", web1 / journal.TLS_DIR / "machine.crt"],  # noqa: E501
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    assert (db1 / journal.TLS_DIR / "machine.crt").read_text() == db1_crt
     assert journal.ca_dir(site).stat().st_mode & 0o777 == 0o700
     # The alerts' rules, compiled, with the webhook's URL from its file: a secret on db1 alone.
     compiled = json.loads((db1 / alerts.CONFIG).read_text())

@@ -320,16 +320,17 @@ def credentials_for(site: Site, machine: Machine) -> tuple[str, str, str]:
              "-subj", f"/CN=croft {site.config.name} journal CA"]
         )  # fmt: skip
     key, crt = directory / f"{machine.name}.key", directory / f"{machine.name}.crt"
-    if not crt.exists():
-        try:
-            ipaddress.ip_address(machine.address)
-            name = f"IP:{machine.address}"
-        except ValueError:
-            name = f"DNS:{machine.address}"
-        extensions = directory / f"{machine.name}.ext"
-        extensions.write_text(
-            f"subjectAltName={name}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n"
-        )
+    try:
+        ipaddress.ip_address(machine.address)
+        name = f"IP:{machine.address}"
+    except ValueError:
+        name = f"DNS:{machine.address}"
+    wanted = f"subjectAltName={name}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n"
+    # What the certificate was made for is kept beside it: a machine with a new address gets a
+    # new certificate (the other end checks the address).
+    extensions = directory / f"{machine.name}.ext"
+    if not crt.exists() or not extensions.exists() or extensions.read_text() != wanted:
+        inplace.write(extensions, wanted, 0o600)
         run(_new_key(key))
         request = run(["openssl", "req", "-new", "-key", key, "-subj", f"/CN={machine.name}"]).stdout
         run(
@@ -337,7 +338,6 @@ def credentials_for(site: Site, machine: Machine) -> tuple[str, str, str]:
              "-extfile", extensions, "-out", crt],
             input=request,
         )  # fmt: skip
-        extensions.unlink()
     return key.read_text(), crt.read_text(), ca_crt.read_text()
 
 
