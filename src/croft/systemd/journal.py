@@ -28,7 +28,7 @@ from croft.run import run
 from croft.site import logs
 from croft.site.logs import Transport
 from croft.site.model import Machine, ServiceConfig, Site
-from croft.systemd import hardening, sandbox
+from croft.systemd import hardening, overlay, sandbox
 from croft.systemd.tree import GeneratedFile, wanted_by, write_machine_trees
 from croft.systemd.unitfile import unit_file
 
@@ -131,10 +131,9 @@ def _files(site: Site, machine: Machine) -> dict[str, GeneratedFile]:
     assert config is not None
     tls = logs.transport(site) is Transport.TLS
     host = logs.collector_host(site)
-    url_host = f"[{host}]" if ":" in host else host
     files: dict[str, GeneratedFile] = {}
     credentials: list[str] = []
-    upload = [f"--url={'https' if tls else 'http'}://{url_host}:{config.port}"]
+    upload = [f"--url={'https' if tls else 'http'}://{overlay.endpoint(host, config.port)}"]
     if tls:
         key, certificate, authority = credentials_for(site, machine)
         files[f"{TLS_DIR}/machine.key"] = GeneratedFile(key, 0o600)
