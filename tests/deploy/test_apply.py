@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,81 @@ def test_the_clock_apply_sh_settles_by_counts_past_2_to_the_31_microseconds() ->
     measured = int(subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout)
     uptime = float(Path("/proc/uptime").read_text().split()[0])
     assert abs(measured - uptime * 1_000_000) < 5_000_000
+
+
+def test_the_target_runs_only_a_switch_script_that_arrived_whole(tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    # It reads what follows it on stdin, as apply.sh's tar does.
+    script = f"#!/bin/sh\ntouch {marker}\ncat\nexit 0\n{deployer.END}\n".encode()
+    files = b"what follows the script: the files\n"
+
+    def target(data: bytes) -> subprocess.CompletedProcess[str]:
+        command = deployer.receiver(len(script))
+        return subprocess.run(["sh", "-c", command], input=data.decode(), capture_output=True, text=True)
+
+    # Cut before its last line (the connection broke off): nothing of it runs.
+    cut = target(script[: script.index(deployer.END.encode()) + 4])
+    assert cut.returncode == 70 and "cut short" in cut.stdout and not marker.exists()
+    whole = target(script + files)
+    assert whole.returncode == 0 and whole.stdout == files.decode() and marker.exists()
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="the kernel has no autogroup")
+def test_a_switch_gives_the_tidy_it_waits_for_its_priority_back(tmp_path: Path) -> None:
+    body = (Path(deployer.__file__).parent / "apply.sh").read_text()
+    function = re.search(r"^boost_tidy\(\) \{\n.*?\n\}", body, re.S | re.M)
+    assert function is not None
+    # A tidy: a process in a session of its own, niced to 19 as apply.sh's tidy does it.
+    tidy = subprocess.Popen(["setsid", "sh", "-c", "echo 19 > /proc/self/autogroup; exec sleep 30"])
+    try:
+        autogroup = Path(f"/proc/{tidy.pid}/autogroup")
+        for _ in range(100):
+            if autogroup.read_text().endswith("nice 19\n"):
+                break
+            time.sleep(0.01)
+        started = Path(f"/proc/{tidy.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        script = f"CROFT={tmp_path}\n{function.group()}\nboost_tidy\n"
+        (tmp_path / "tidy").write_text(f"{tidy.pid} {int(started) + 1}\n")  # another process
+        subprocess.run(["sh", "-c", script], check=True)
+        assert autogroup.read_text().endswith("nice 19\n")
+        (tmp_path / "tidy").write_text(f"{tidy.pid} {started}\n")
+        subprocess.run(["sh", "-c", script], check=True)
+        assert autogroup.read_text().endswith("nice 0\n")
+        (tmp_path / "tidy").unlink()  # no tidy ran here yet
+        subprocess.run(["sh", "-c", script], check=True)
+    finally:
+        tidy.kill()
+        tidy.wait()
+
+
+def test_a_directory_of_thousands_of_files_is_linked_and_made_in_batches(tmp_path: Path) -> None:
+    # A list grown one item at a time took seconds for a few thousand: paths go in batches.
+    body = (Path(deployer.__file__).parent / "apply.sh").read_text()
+    functions = [
+        re.search(rf"^{name}\(\) \{{\n.*?\n\}}", body, re.S | re.M)
+        for name in ("collect", "run_batch", "make_dirs", "ours", "adopted", "adopt", "step")
+    ]
+    assert all(functions)
+    setup = re.search(r"^BATCH=.*?\ncount=0\n", body, re.S | re.M)
+    assert setup is not None
+    croft = tmp_path / "croft"
+    directory = str(tmp_path / "usr/local/share/many").lstrip("/")
+    files = [f"file {index:05d}.txt" for index in range(1201)]  # three batches; names with spaces
+    dirs = [f"{directory}/d{index:04d}" for index in range(1201)]
+    script = "\n".join(
+        [
+            f"CROFT={croft}\nADOPT=\nNL='\n'\nTAB='\t'\nOLD_IFS=$IFS",
+            setup.group(),
+            *(function.group() for function in functions if function),
+            'step "$1" && step "$2"',
+        ]
+    )
+    links = "links " + "\t".join([directory, *files])
+    made = "dirs " + "\t".join(["0750", *dirs])
+    subprocess.run(["sh", "-c", script, "sh", made, links], check=True)
+    linked = sorted(path.name for path in Path("/", directory).iterdir() if path.is_symlink())
+    assert linked == files
+    target = Path("/", directory, files[-1]).readlink()
+    assert target == croft / "live/root" / directory / files[-1]
+    assert all(Path("/", path).is_dir() for path in dirs)
+    assert (Path("/", dirs[0]).stat().st_mode & 0o777) == 0o750

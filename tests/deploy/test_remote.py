@@ -50,7 +50,7 @@ def target(tmp_path: Path, live: int | None, numbers: list[int]) -> Path:
         )
         (generation / "status").write_text("ok\n")
     (root / "generations" / ".new-99").mkdir(parents=True)  # a deploy that died mid-way
-    (root / "generations" / f".spare-{live}").mkdir()  # the next deploy's copy of the live tree
+    (root / "generations" / f".next-{live}" / "root").mkdir(parents=True)  # the next deploy's copy
     (root / "lock").touch()
     if live is not None:
         (root / "live").symlink_to(f"generations/{live}")

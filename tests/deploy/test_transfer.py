@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from croft.build.manifest import Entry, Manifest
 from croft.deploy import deployer, transfer
 
@@ -71,7 +73,11 @@ def receive(generations: Path, live: str, new: Manifest, old: Manifest, build_di
         return subprocess.run(["sh", "-c", script], stdin=stream, check=False).returncode
 
 
-def test_the_new_generation_is_the_build_and_the_live_one_stays_as_it_was(tmp_path: Path) -> None:
+@pytest.mark.parametrize("copied", [False, True])
+def test_the_new_generation_is_the_build_and_the_live_one_stays_as_it_was(
+    tmp_path: Path, copied: bool
+) -> None:
+    """From the live generation itself, or (copied) from the copy of it the last switch made."""
     generations = tmp_path / "generations"
     before = build(
         generations / "1",
@@ -85,6 +91,11 @@ def test_the_new_generation_is_the_build_and_the_live_one_stays_as_it_was(tmp_pa
         {"usr/local/share/a/link": "kept.txt"},
     )
     live = tree(generations / "1")
+    if copied:  # as apply.sh's tidy makes it
+        (generations / ".next-1").mkdir()
+        subprocess.run(
+            ["cp", "-al", generations / "1" / "root", generations / ".next-1" / "root"], check=True
+        )
     after_dir = tmp_path / "build"
     after = build(
         after_dir,
@@ -114,6 +125,7 @@ def test_the_new_generation_is_the_build_and_the_live_one_stays_as_it_was(tmp_pa
     assert tree(generations / "1") == live  # no shared file was written in place
     kept = "usr/local/share/a/kept.txt"
     assert (made / "root" / kept).stat().st_ino == (generations / "1" / "root" / kept).stat().st_ino
+    assert not (generations / ".next-1").exists()  # taken: never used twice
 
 
 def test_a_stream_cut_short_makes_no_generation(tmp_path: Path) -> None:

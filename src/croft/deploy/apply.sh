@@ -2,22 +2,37 @@
 #
 # Carries out a plan computed by croft (croft/deploy/plan.py documents the steps) and, when a
 # unit fails, the plan back to the generation that was live. croft prepends the variables, the
-# two plans among them. It runs in a session of its own (setsid) and writes to a log, so a
-# client that dies mid-way cannot stop it half-way: the machine ends on one generation or the
-# other. Every program it starts costs a few milliseconds on a small machine, times every
-# machine at once: the shell's own commands (read, printf, test, globs) do what they can.
+# two plans among them. A client that dies mid-way cannot stop it half-way (sshd leaves it
+# running, and with SIGPIPE ignored, writing to the closed connection fails instead of killing
+# it): the machine ends on one generation or the other. Every program it starts (and every
+# fork) costs a few milliseconds on a small machine, times every machine at once: the shell's
+# own commands (read, printf, test, globs) do what they can, and what a plan has no line for
+# is skipped.
 set -u
+trap '' PIPE
 GENERATIONS=$CROFT/generations
-TAB=$(printf '\t')
+TAB='	'  # (a tab)
 NL='
 '
 OLD_IFS=$IFS
 
+# The last switch's tidy (below) runs at the lowest priority, holding the lock: when it still
+# does, it gets its priority back, so a busy machine does not keep this switch waiting. It is
+# named by its pid and start time (a pid alone may be another process's by now).
+boost_tidy() {
+    read -r pid started 2>/dev/null < "$CROFT/tidy" || return 0
+    read -r stat 2>/dev/null < "/proc/$pid/stat" || return 0
+    set -f; set -- ${stat##*) }; set +f  # the fields after the command's name: 22nd is $20
+    if [ "${20:-}" = "$started" ]; then echo 0 2>/dev/null > "/proc/$pid/autogroup"; fi
+}
 [ -d "$CROFT" ] || mkdir -p "$CROFT"
 exec 9>"$CROFT/lock"
-if ! flock -w 60 9; then
-    echo "croft-error: another croft command holds $CROFT/lock"
-    exit 75
+if ! flock -n 9; then
+    boost_tidy
+    if ! flock -w 60 9; then
+        echo "croft-error: another croft command holds $CROFT/lock"
+        exit 75
+    fi
 fi
 
 # The live generation: its info's first line (generation=N) names it.
@@ -65,22 +80,33 @@ taken() {
         esac
     done
 }
-conflicts=$(taken | while IFS= read -r path; do
-    if { [ -e "/$path" ] || [ -L "/$path" ]; } && ! ours "/$path" && ! adopted "$path"; then
-        echo "croft-conflict: /$path"
-    fi
-done)
+# Whether the plan has a step of this kind.
+has() {
+    case "$NL$FORWARD" in *"$NL$1 "*) return 0 ;; esac
+    return 1
+}
+conflicts=""
+if has links || has dirs; then
+    conflicts=$(taken | while IFS= read -r path; do
+        if { [ -e "/$path" ] || [ -L "/$path" ]; } && ! ours "/$path" && ! adopted "$path"; then
+            echo "croft-conflict: /$path"
+        fi
+    done)
+fi
 # Links outside /usr/local (apt reads only /etc/apt): a path there that is not croft's link
 # is someone else's, named like the others.
-outside_conflicts=$(printf '%s\n' "$FORWARD" | while IFS= read -r line; do
-    case $line in "extlink "*)
-        rest=${line#extlink }
-        path=${rest%%"$TAB"*}
-        if { [ -e "/$path" ] || [ -L "/$path" ]; }; then
-            case $(readlink "/$path") in /usr/local/*) ;; *) echo "croft-conflict: /$path" ;; esac
-        fi ;;
-    esac
-done)
+outside_conflicts=""
+if has extlink; then
+    outside_conflicts=$(printf '%s\n' "$FORWARD" | while IFS= read -r line; do
+        case $line in "extlink "*)
+            rest=${line#extlink }
+            path=${rest%%"$TAB"*}
+            if { [ -e "/$path" ] || [ -L "/$path" ]; }; then
+                case $(readlink "/$path") in /usr/local/*) ;; *) echo "croft-conflict: /$path" ;; esac
+            fi ;;
+        esac
+    done)
+fi
 conflicts=$conflicts${outside_conflicts:+$NL$outside_conflicts}
 conflicts=${conflicts#"$NL"}
 if [ -n "$conflicts" ]; then
@@ -139,7 +165,8 @@ packages_to_install() {
         esac
     done
 }
-missing=$(packages_to_install)
+missing=""
+if has install; then missing=$(packages_to_install); fi
 if [ -n "$missing" ]; then
     if ! { apt_sources && apt_get update; } > "$CROFT/apt.log" 2>&1; then
         cat "$CROFT/apt.log"
@@ -183,11 +210,15 @@ receive() {
     done
     if [ "$live" = none ]; then
         mkdir -p "$new/root"
-    elif [ -d "$GENERATIONS/.spare-$live" ]; then
-        mkdir -p "$new" && mv -T "$GENERATIONS/.spare-$live" "$new/root"
+    elif [ -d "$GENERATIONS/.next-$live" ]; then
+        # Renamed before anything in it changes: a copy that was used, even half-way, is never
+        # taken again.
+        mv -T "$GENERATIONS/.next-$live" "$new"
     else
         mkdir -p "$new" && cp -al "$GENERATIONS/$live/root" "$new/root"
     fi || return 1
+    # What is gone, or a directory where a file was (or the other way round). A file or link
+    # that changed is not among them: tar replaces it, unlinking it first.
     if [ -n "$DROPPED" ]; then
         # One rm for them all: the paths are relative, one to a line.
         (cd "$new/root" && set -f && IFS=$NL && rm -rf -- $DROPPED) || return 1
@@ -207,6 +238,31 @@ if [ "$RECEIVE" = 1 ]; then
     printf 'generation=%s\ncreated=%s\nby=%s\ndigest=%s\n' "$GEN" "$CREATED" "$BY" "$DIGEST" \
         > "$GENERATIONS/$GEN/info"
 fi
+
+# A step's paths, collected for one program (mkdir, ln) in batches: a list grown one item at a
+# time (set -- "$@" item) costs its whole length each time, seconds for a directory of a few
+# thousand files. collect fails when the batch is full: run it, and go on.
+BATCH=200
+batch=""
+count=0
+collect() {
+    batch="$batch$NL$1"
+    count=$((count + 1))
+    [ "$count" -lt "$BATCH" ]
+}
+# Runs the command given with the batch's paths after its arguments; empties the batch.
+run_batch() {
+    [ -n "$batch" ] || return 0
+    set -f; IFS=$NL; set -- "$@" $batch; IFS=$OLD_IFS; set +f
+    batch=""
+    count=0
+    "$@"
+}
+make_dirs() {
+    mode=$1
+    shift
+    mkdir -p "$@" && chmod "$mode" "$@"
+}
 
 step() {
     verb=${1%% *}
@@ -228,29 +284,30 @@ step() {
             for path do
                 adopt "$path"
                 if [ -L "/$path" ]; then rm -f "/$path"; fi
-                set -- "$@" "/$path"
+                collect "/$path" || run_batch make_dirs "$mode" || return 1
             done
-            shift $(($# / 2))
-            mkdir -p "$@" && chmod "$mode" "$@" ;;
+            run_batch make_dirs "$mode" ;;
         links)
-            # DIR<tab>NAME<tab>NAME...: one ln for the whole directory.
+            # DIR<tab>NAME<tab>NAME...: one ln for the whole directory (for each BATCH names).
             dir=${arg%%"$TAB"*}
             set -f; IFS=$TAB; set -- ${arg#*"$TAB"}; IFS=$OLD_IFS; set +f
+            # The dirs step made the directory: mkdir only when someone removed it since.
+            if [ ! -d "/$dir" ]; then mkdir -p "/$dir" || return 1; fi
             for name do
                 adopt "$dir/$name"
                 # A path that was croft's directory becomes a file (it is empty of anything
                 # else: what is not croft's stopped the deploy above, or was adopted).
                 if [ -d "/$dir/$name" ] && [ ! -L "/$dir/$name" ]; then rm -rf "/$dir/$name"; fi
-                set -- "$@" "$CROFT/live/root/$dir/$name"
+                collect "$CROFT/live/root/$dir/$name" || run_batch ln -sfn -t "/$dir" || return 1
             done
-            shift $(($# / 2))
-            mkdir -p "/$dir" && ln -sfn -t "/$dir" "$@" ;;
+            run_batch ln -sfn -t "/$dir" ;;
         flip)
             if [ "$arg" = none ]; then
                 rm -f "$CROFT/live"
             else
-                # rename(2) of a symlink: every file croft owns switches content at once.
-                ln -sfn "generations/$arg" "$CROFT/live.new" && mv -T "$CROFT/live.new" "$CROFT/live"
+                # rename(2) of a symlink: every file croft owns switches content at once. GNU
+                # ln (coreutils 9, Debian 12) replaces a link so: a new one, renamed over it.
+                ln -sfn "generations/$arg" "$CROFT/live"
             fi ;;
         unlink) if [ -L "/$arg" ]; then rm -f "/$arg"; fi; give_back "$arg" ;;
         extlink)
@@ -417,31 +474,53 @@ arm_revert() {
     systemctl stop croft-revert.timer croft-revert.service 2>/dev/null
     systemctl reset-failed croft-revert.timer croft-revert.service 2>/dev/null
     printf '%s\n' "$REVERT" > "$CROFT/revert.sh"
+    # KillMode=process: the way back's tidy outlives it (in the background, as after a deploy).
     systemd-run --quiet --unit=croft-revert --on-active="${CONFIRM}s" \
-        --timer-property=AccuracySec=100ms /bin/sh "$CROFT/revert.sh"
+        --timer-property=AccuracySec=100ms --property=KillMode=process /bin/sh "$CROFT/revert.sh"
 }
 
 # Once switched: prune to the newest $KEEP generations (and always the live one), and make the
-# next deploy's copy of the live tree (hard links, as a spare: receive takes it).
+# next deploy's copy of the live tree (hard links, in .next-N/root: receive takes it), so that
+# the next deploy costs what changed, not the size of the tree. Once the switch has ended (croft
+# has its answer), under the lock (the next croft command here waits for it), and at the lowest
+# priority: the machines of a home lab often share a host's CPUs, and their switches come first.
 tidy() {
+    # The lock is free when the switch's script has ended; a croft command that took it first
+    # changed what is live, and leaves this to its own tidy. Opened to read: a reset meanwhile
+    # removed the directory, and this must not make it again.
+    exec 9< "$CROFT/lock" && flock -w 60 9 || return 0
+    IFS= read -r first < "$CROFT/live/info" && [ "$first" = "generation=$GEN" ] || return 0
+    # The kernel shares the CPU between sessions before it looks at nice (autogroup, on in
+    # Debian's kernels): this session's nice, now that tidy is all that is left of it. Who it
+    # is, for the next switch (see boost_tidy).
+    read -r stat < /proc/self/stat
+    set -f; set -- ${stat##*) }; set +f
+    printf '%s %s\n' "${stat%% *}" "${20}" > "$CROFT/tidy"
+    echo 19 2>/dev/null > /proc/self/autogroup
     numbers=""
     for path in "$GENERATIONS"/*; do
         number=${path##*/}
         case $number in ''|*[!0-9]*) ;; *) numbers="$numbers $number" ;; esac
     done
-    old=""
+    pruned=""
     for number in $numbers; do
         newer=0
         for other in $numbers; do [ "$other" -le "$number" ] || newer=$((newer + 1)); done
-        [ "$newer" -lt "$KEEP" ] || [ "$number" = "$GEN" ] || old="$old $GENERATIONS/$number"
+        [ "$newer" -lt "$KEEP" ] || [ "$number" = "$GEN" ] || pruned="$pruned $GENERATIONS/$number"
     done
-    for spare in "$GENERATIONS"/.spare-*; do
-        if [ -e "$spare" ] && [ "$spare" != "$GENERATIONS/.spare-$GEN" ]; then old="$old $spare"; fi
+    # A generation is whole or gone: those pruned leave the list at once, by one rename, and are
+    # removed from .pruned (where a tidy that was stopped half-way leaves the rest to the next).
+    if [ -n "$pruned" ]; then mkdir -p "$GENERATIONS/.pruned" && mv -t "$GENERATIONS/.pruned" $pruned; fi
+    # (.spare-N: an earlier croft's copies, laid out otherwise; .next-tmp: one left half-made.)
+    old=""
+    for spare in "$GENERATIONS"/.next-* "$GENERATIONS"/.spare-* "$GENERATIONS"/.pruned; do
+        if [ -e "$spare" ] && [ "$spare" != "$GENERATIONS/.next-$GEN" ]; then old="$old $spare"; fi
     done
     if [ -n "$old" ]; then rm -rf $old; fi
-    if [ ! -e "$GENERATIONS/.spare-$GEN" ]; then
-        cp -al "$GENERATIONS/$GEN/root" "$GENERATIONS/.spare-tmp" \
-            && mv -T "$GENERATIONS/.spare-tmp" "$GENERATIONS/.spare-$GEN"
+    if [ ! -e "$GENERATIONS/.next-$GEN" ]; then
+        mkdir "$GENERATIONS/.next-tmp" \
+            && cp -al "$GENERATIONS/$GEN/root" "$GENERATIONS/.next-tmp/root" \
+            && mv -T "$GENERATIONS/.next-tmp" "$GENERATIONS/.next-$GEN"
     fi
 }
 
@@ -454,9 +533,11 @@ if run_plan "$FORWARD"; then
         rm -rf "$CROFT"
         echo "croft-reset: done"
     elif [ "$GEN" != none ]; then
-        # After the answer: croft has it, and the next croft command here waits for the lock,
-        # which this background child holds (fd 9) until it is done.
-        tidy < /dev/null > /dev/null 2>&1 &
+        # In the background (see tidy). `exec`: a redirection of the call itself would keep
+        # copies of the connection's descriptors open in it (the shell saves them to restore),
+        # and the connection would stay open until it ended. 9>&-: the lock goes with this
+        # script; tidy takes it again.
+        (exec < /dev/null > /dev/null 2>&1 9>&- && tidy) &
     fi
     echo "croft-done: $GEN"
     exit 0

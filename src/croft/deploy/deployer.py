@@ -7,8 +7,10 @@ that carries the switch (apply.sh) with the changed files after it (see croft.de
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shlex
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,8 @@ from croft.wait import until
 
 STALE = 75
 """apply.sh's exit code when the machine is not in the state the switch was planned from."""
+END = "# the end of the switch script"
+"""The switch script's last line: the target runs only a script that arrived whole."""
 Progress = Callable[[str], None]
 
 
@@ -93,8 +97,23 @@ def fetch_manifest(
 def _cache_manifest(site: Site, manifest: Manifest) -> None:
     path = _manifest_cache(site, manifest.digest)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(manifest.to_json())
+        _cache_write(path, manifest.to_json().encode())
+
+
+def _cache_built(site: Site, built: BuildResult) -> None:
+    """The build's manifest, as it is in its file (not made again from the manifest)."""
+    path = _manifest_cache(site, built.digest)
+    if not path.exists():
+        _cache_write(path, (built.directory / "manifest.json").read_bytes())
+
+
+def _cache_write(path: Path, data: bytes) -> None:
+    # Whole or not at all, and a name of its own for each writer: machines with the same tree
+    # (one digest) are deployed by threads at once.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _memory(site: Site, machine: str) -> Path:
@@ -124,10 +143,15 @@ def forget(site: Site, machine: str) -> None:
 @functools.cache
 def _who() -> str:
     """Who deploys, for the generation's record: user@host."""
-    import getpass
+    import pwd
     import socket
 
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+    return f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}"
+
+
+@functools.cache
+def _apply_sh() -> str:
+    return (Path(__file__).parent / "apply.sh").read_text()
 
 
 def apply_script(
@@ -185,7 +209,7 @@ def apply_script(
         "CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in variables.items())
-    return "#!/bin/sh\n" + header + (Path(__file__).parent / "apply.sh").read_text()
+    return "#!/bin/sh\n" + header + _apply_sh() + END + "\n"
 
 
 def apt_settings(site: Site, machine: Machine) -> tuple[str, str, str]:
@@ -205,28 +229,31 @@ def run_apply(
     conn: Connection, script: str, send: Callable[[IO[bytes]], None] | None = None
 ) -> tuple[int, str]:
     """Send apply.sh, and after it what `send` writes (the files, for apply.sh's tar), and run
-    it detached; returns its exit code and log."""
+    it; returns its exit code and output. It runs to its end even if the connection breaks."""
     data = script.encode()
-    remote = (
-        # In /run, where only root writes (nobody can plant a link at the name), not under
-        # /usr/local/croft: a reset removes that directory. $$: this shell's, unique while it runs.
-        "f=/run/croft-apply.$$ && "
-        # Exactly the script's bytes (fullblock: a pipe gives them in pieces); the rest of stdin
-        # is the files, which apply.sh reads.
-        f'dd of="$f" bs={len(data)} count=1 iflag=fullblock status=none && '
-        # setsid: the switch must finish even if this SSH session dies (the client was killed).
-        'setsid -w sh "$f" > "$f.log" 2>&1; rc=$?; cat "$f.log"; rm -f "$f" "$f.log"; exit $rc'
-    )
 
     def write(stream: IO[bytes]) -> None:
         stream.write(data)
         if send is not None:
             send(stream)
 
-    result = run_streaming(conn.command(remote), write, timeout=3600)
+    result = run_streaming(conn.command(receiver(len(data))), write, timeout=3600)
     if result.returncode == 255:
         raise DeployFailed(f"lost the connection to {conn}: {result.stderr.strip()}")
     return result.returncode, result.stdout
+
+
+def receiver(size: int) -> str:
+    """The command on the target that runs a switch script of `size` bytes from stdin."""
+    return (
+        # Exactly the script's bytes (fullblock: a pipe gives them in pieces), held by the shell
+        # that runs them: no file to write and remove. The rest of stdin is the files, which
+        # apply.sh reads.
+        f"switch=$(dd bs={size} count=1 iflag=fullblock status=none) && "
+        # A script cut short (the connection broke off) lacks its last line, and never runs.
+        f'case $switch in *"\n{END}") eval "$switch" ;; '
+        '*) echo "croft-error: the switch script arrived cut short; nothing changed"; exit 70 ;; esac'
+    )
 
 
 def _parse_log(outcome: Outcome, code: int, log: str) -> Outcome:
@@ -382,7 +409,7 @@ def _switch(
         return None
     started = time.monotonic()  # (the revert timer starts as apply.sh ends)
     outcome.generation = generation if code == 0 else state.live
-    _cache_manifest(site, manifest)
+    _cache_built(site, built)
     _parse_log(outcome, code, log)
     unknown = re.findall(r"^croft-unknown-package: (\S+)$", log, re.M)
     if unknown:

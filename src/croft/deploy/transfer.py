@@ -2,10 +2,10 @@
 
 croft knows both trees (the build's manifest and the live generation's), so finding the delta
 needs no exchange over the wire, as rsync's file list does. The stream travels in the same
-round trip as the switch: apply.sh, under the machine's lock, copies the live generation as hard
-links (`cp -al`), removes what changed or went, and unpacks the stream on top. No file is ever
-changed in place, so a hard link shared with an older generation keeps that generation's
-content (the paths that change are removed before, and GNU tar unlinks a file before writing it).
+round trip as the switch: apply.sh, under the machine's lock, takes a copy of the live generation
+as hard links (`cp -al`, made after the last switch), removes what went, and unpacks the stream
+on top. No file is ever changed in place, so a hard link shared with an older generation keeps
+that generation's content: GNU tar unlinks a file before writing it.
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ def sent(old: Manifest, new: Manifest) -> list[str]:
 
 
 def dropped(old: Manifest, new: Manifest) -> list[str]:
-    """The paths of the live tree the new one does not keep: gone, or a file or link that
-    changed (a directory whose mode changed stays; the stream's entry sets its mode)."""
+    """The paths of the live tree apply.sh removes before unpacking: those the new tree does
+    not have, and those that turn from a directory into a file or link or back. A file or link
+    that changed is not among them: tar replaces it (unlinking it first), and a directory whose
+    mode changed keeps its contents (the stream's entry sets its mode)."""
     return sorted(
         path
         for path, entry in old.entries.items()
-        if (after := new.entries.get(path)) is None
-        or not (entry.same_on_target(after) or entry.type == after.type == "dir")
+        if (after := new.entries.get(path)) is None or (entry.type == "dir") != (after.type == "dir")
     )
 
 

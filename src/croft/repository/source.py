@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from croft.layout import APT_COMPONENT as COMPONENT
 from croft.layout import APT_SUITE as SUITE
-from croft.repository import key
 from croft.site.model import Site
 from croft.systemd.tree import GeneratedFile, write_tree
 
@@ -20,6 +19,9 @@ def wanted(site: Site) -> bool:
 
 
 def text(site: Site) -> str:
+    # Here: a deploy asks wanted() of every machine, and the key's imports (tempfile) cost ~1 ms.
+    from croft.repository import key
+
     # A deb822 field continues on lines that start with a space; an empty line is " .".
     armored = "".join(f" {line}\n" if line else " .\n" for line in key.public_key(site).splitlines())
     return (
