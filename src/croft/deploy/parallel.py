@@ -56,8 +56,8 @@ def deploy_fleet(
     rest = [(index, m) for index, m in enumerate(machines) if (index, m) not in first]
     for wave in (first, rest):
         # Daemon threads: Ctrl-C ends croft at once. A switch under way finishes on its machine
-        # anyway (apply.sh runs detached from the connection), and the next deploy reads the
-        # machine again when what croft remembered is stale.
+        # anyway (apply.sh runs to its end whatever happens to the connection), and the next
+        # deploy reads the machine again when what croft remembered is stale.
         threads = [threading.Thread(target=work, args=item, daemon=True) for item in wave]
         for thread in threads:
             thread.start()
