@@ -20,6 +20,7 @@ edit are each the median of --runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
@@ -386,7 +387,7 @@ def bench_deploy(site: Path, runs: int, tools: list[str]) -> None:
             # Each tool's three phases back to back, so that its connections are as warm for the
             # edit as for the no-op (a long run of another tool outlives ControlPersist).
             first = run(tool)
-            noop = median_of(runs, lambda tool=tool: run(tool))
+            noop = median_of(runs, functools.partial(run, tool))
 
             def edit_once(tool: str = tool) -> float:
                 append(site / COMMON_FILE, f"edited for {tool} {time.time()}\n")
