@@ -38,6 +38,19 @@ def write(path: StrPath, data: str | bytes, mode: int | None = None) -> None:
     swap_in(tmp, path)
 
 
+def publish(path: StrPath, data: bytes) -> None:
+    """Write a whole file that other writers may be making at the same moment (the same content
+    under the same name: a cache entry), each through a temporary file of its own."""
+    import threading  # here: the build's fast path never publishes
+
+    directory, name = os.path.split(os.fspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.{threading.get_ident()}.croft-tmp")
+    with open(tmp, "wb") as stream:
+        stream.write(data)
+    os.replace(tmp, path)
+
+
 def produce(source: StrPath, target: StrPath, mode: int) -> str:
     """Put a copy of source at target with this mode and a time from its content; its sha256."""
     directory, name = os.path.split(os.fspath(target))

@@ -10,7 +10,6 @@ import functools
 import os
 import re
 import shlex
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -97,23 +96,15 @@ def fetch_manifest(
 def _cache_manifest(site: Site, manifest: Manifest) -> None:
     path = _manifest_cache(site, manifest.digest)
     if not path.exists():
-        _cache_write(path, manifest.to_json().encode())
+        # Machines with the same tree (one digest) are deployed by threads at once.
+        inplace.publish(path, manifest.to_json().encode())
 
 
 def _cache_built(site: Site, built: BuildResult) -> None:
     """The build's manifest, as it is in its file (not made again from the manifest)."""
     path = _manifest_cache(site, built.digest)
     if not path.exists():
-        _cache_write(path, (built.directory / "manifest.json").read_bytes())
-
-
-def _cache_write(path: Path, data: bytes) -> None:
-    # Whole or not at all, and a name of its own for each writer: machines with the same tree
-    # (one digest) are deployed by threads at once.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+        inplace.publish(path, (built.directory / "manifest.json").read_bytes())
 
 
 def _memory(site: Site, machine: str) -> Path:
