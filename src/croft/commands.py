@@ -194,6 +194,7 @@ def diff(ctx: click.Context, machines: tuple[str, ...]) -> None:
     """Show what deploy would change; exits 2 when there are changes, 1 when a machine could
     not be compared (unreachable)."""
     from croft.deploy import diff as diffing
+    from croft.deploy import target
     from croft.deploy.parallel import deploy_fleet
 
     site = _load(ctx)
@@ -201,7 +202,8 @@ def diff(ctx: click.Context, machines: tuple[str, ...]) -> None:
     from croft import pipeline
 
     builds = pipeline.build_site(site, selected)
-    outcomes = deploy_fleet(site, selected, builds, dry_run=True)
+    view = target.view(site)
+    outcomes = deploy_fleet(view, [view.targets[m.name] for m in selected], builds, dry_run=True)
     changed = failed = False
     for machine, outcome in zip(selected, outcomes, strict=True):
         if outcome.status == "failed":

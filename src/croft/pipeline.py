@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from croft.build import stamp
     from croft.build.result import BuildResult
     from croft.deploy.deployer import Outcome
+    from croft.deploy.ssh import Session
+    from croft.deploy.target import Target, View
     from croft.site.model import Machine, Site
 
 
@@ -52,39 +54,75 @@ def build_site(site: Site, machines: list[Machine]) -> dict[str, BuildResult]:
 
 
 class Prepared:
-    """A site, the machines a command is about, and their builds, up to date."""
+    """The machines a command is about as a deploy sees them (croft.deploy.target), their builds,
+    up to date, and the sessions opened to them ahead (croft.deploy.ssh.Session)."""
 
-    def __init__(self, site: Site, machines: list[Machine], builds: dict[str, BuildResult]) -> None:
-        self.site = site
-        self.machines = machines
+    def __init__(
+        self,
+        view: View,
+        targets: list[Target],
+        builds: dict[str, BuildResult],
+        sessions: dict[str, Session] | None = None,
+    ) -> None:
+        self.view = view
+        self.targets = targets
         self.builds = builds
+        self.sessions = sessions or {}
 
 
 def prepare(root: str, machines: tuple[str, ...]) -> Prepared:
     """Build what changed for a deploy of these machines.
 
-    When nothing changed since the last build, the builder is not even imported: each machine's
-    digest, a line in its build directory, is all a deploy compares.
+    When only the content of files and templates changed since the last build (or nothing), the
+    builder is not imported, nor the site model: the deploy view kept by the last deploy that
+    loaded the site says all a deploy needs, and each machine's digest is a line in its build
+    directory. With that view, a session to each machine opens first, and starts (SSH, the
+    machine's shell) while the build runs.
     """
     import os
     from pathlib import Path
 
     from croft.build import stamp
-    from croft.build.result import unchanged
-    from croft.site.load import load_site
+    from croft.build.result import BuildResult
+    from croft.deploy import target
 
-    key = stamp.selection_key(machines)
-    state_dir = os.path.join(root, ".croft")
-    changes = stamp.changes(state_dir, key)
-    quick = changes is not None and _quick(state_dir, key, changes) is not None
-    site = load_site(Path(root))
-    selected = site.select(machines)
-    builds = {m.name: unchanged(site, m.name) for m in selected}
-    if not quick or not all(os.path.exists(b.directory / "digest") for b in builds.values()):
-        from croft.build import builder
+    view = target.load(Path(root))
+    selected = view.select(machines) if view is not None else None
+    sessions = _open(view, selected) if view is not None and selected is not None else {}
+    try:
+        key = stamp.selection_key(machines)
+        state_dir = os.path.join(root, ".croft")
+        changes = stamp.changes(state_dir, key)
+        quick = changes is not None and _quick(state_dir, key, changes) is not None
+        built = selected is not None and all(os.path.exists(t.build / "digest") for t in selected)
+        if quick and view is not None and selected is not None and built:
+            builds = {t.name: BuildResult(t.name, t.build, 0, 0) for t in selected}
+            prepared, sessions = Prepared(view, selected, builds, sessions), {}  # (theirs now)
+            return prepared
+        from croft.build.result import unchanged
+        from croft.site.load import load_site
 
-        builds = builder.build(site, selected, record_as=key, changes=changes)
-    return Prepared(site, selected, builds)
+        site = load_site(Path(root))
+        selected_machines = site.select(machines)
+        builds = {m.name: unchanged(site, m.name) for m in selected_machines}
+        if not quick or not all(os.path.exists(b.directory / "digest") for b in builds.values()):
+            from croft.build import builder
+
+            builds = builder.build(site, selected_machines, record_as=key, changes=changes)
+        fresh = target.save(site)
+        return Prepared(fresh, [fresh.targets[m.name] for m in selected_machines], builds)
+    finally:
+        for session in sessions.values():  # opened ahead, not needed (the site changed, or an error)
+            session.cancel()
+
+
+def _open(view: View, targets: list[Target]) -> dict[str, Session]:
+    """A session to each machine the deploy starts with (at most [deploy] parallel; the package
+    cache alone, when it is among them: the others wait for it)."""
+    from croft.deploy.deployer import reach
+
+    first = [t for t in targets if t.name == view.cache] if len(targets) > 1 else []
+    return {t.name: reach(t).open() for t in (first or targets[: max(1, view.parallel)])}
 
 
 def deploy(
@@ -99,7 +137,13 @@ def deploy(
     from croft.deploy.parallel import deploy_fleet
 
     return deploy_fleet(
-        prepared.site, prepared.machines, prepared.builds, rollback=rollback, dry_run=dry_run, report=report
+        prepared.view,
+        prepared.targets,
+        prepared.builds,
+        rollback=rollback,
+        dry_run=dry_run,
+        report=report,
+        sessions=prepared.sessions,
     )
 
 

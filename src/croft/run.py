@@ -11,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -84,49 +85,87 @@ def run_binary(
 
 
 def run_streaming(
-    argv: Command, write: Callable[[IO[bytes]], None], *, timeout: float | None = None
+    argv: Command, write: Callable[[IO[bytes]], None] | bytes, *, timeout: float | None = None
 ) -> subprocess.CompletedProcess[str]:
     """run() for a command whose input is made as it is read (an archive of files too large to
-    hold in memory): `write` fills its stdin from a thread while its output is collected. A
-    command that stops reading early ends the writing quietly: its exit code says why. Never
-    raises for the exit code; the caller judges it."""
-    import threading
+    hold in memory): `write` fills its stdin from a thread while its output is collected (or the
+    input is given whole, as bytes). Never raises for the exit code; the caller judges it."""
+    return Started(argv).finish(write, timeout=timeout)
 
-    args = [str(arg) for arg in argv]
-    _log(f"run: {shlex.join(args)}")
-    if shutil.which(args[0]) is None:
-        from croft import tools
 
-        raise tools.not_found(args[0])
-    process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    stdin, process.stdin = process.stdin, None  # the writer's; communicate() only reads
-    assert stdin is not None
-    failure: list[BaseException] = []
+class Started:
+    """A command started before its input is known: its start-up (an SSH session's, a round trip
+    away) goes on while the caller works out what to send. finish() sends it and collects the
+    output, as run_streaming; cancel() ends it unused, its stdin closed."""
 
-    def writer() -> None:
+    def __init__(self, argv: Command) -> None:
+        self.args = [str(arg) for arg in argv]
+        _log(f"run: {shlex.join(self.args)}")
+        if shutil.which(self.args[0]) is None:
+            from croft import tools
+
+            raise tools.not_found(self.args[0])
+        self.process = subprocess.Popen(
+            self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+
+    def finish(
+        self, write: Callable[[IO[bytes]], None] | bytes, *, timeout: float | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Give the command its input and wait for it. A command that stops reading early ends
+        the writing quietly: its exit code says why. Never raises for the exit code."""
+        process = self.process
+        if isinstance(write, bytes):
+            # By a thread of its own too, in one write: communicate() would write it in pieces of
+            # 512 bytes, each a wait for the GIL while other machines' threads hold it.
+            data = write
+
+            def write(stream: IO[bytes]) -> None:
+                stream.write(data)
+
+        stdin, process.stdin = process.stdin, None  # the writer's; communicate() only reads
+        assert stdin is not None
+        failure: list[BaseException] = []
+
+        def writer() -> None:
+            try:
+                with stdin:
+                    write(stdin)
+            except BrokenPipeError:
+                pass  # the command stopped reading: its exit code says why
+            except CommandError as exc:
+                # A program writing into stdin for `write` (tar) that the same closed pipe killed.
+                if exc.returncode != -13:  # SIGPIPE
+                    failure.append(exc)
+            except BaseException as exc:  # reported in the caller's thread
+                failure.append(exc)
+
+        thread = threading.Thread(target=writer, daemon=True)
+        thread.start()
         try:
-            with stdin:
-                write(stdin)
-        except BrokenPipeError:
-            pass  # the command stopped reading: its exit code says why
-        except BaseException as exc:  # reported in the caller's thread
-            failure.append(exc)
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise CommandError(self.args, None, "") from None
+        finally:
+            thread.join()
+        if failure:  # a local file could not be read: the cause of whatever the command said
+            raise failure[0]
+        return subprocess.CompletedProcess(
+            self.args, process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")
+        )
 
-    thread = threading.Thread(target=writer, daemon=True)
-    thread.start()
-    try:
-        stdout, stderr = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        raise CommandError(args, None, "") from None
-    finally:
-        thread.join()
-    if failure:  # a local file could not be read: the cause of whatever the command said
-        raise failure[0]
-    return subprocess.CompletedProcess(
-        args, process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")
-    )
+    def cancel(self) -> None:
+        """End the command unused: its stdin closes, and it is given a few seconds to exit.
+        Nothing, once finish() ran."""
+        if self.process.returncode is not None or self.process.stdin is None or self.process.stdin.closed:
+            return
+        try:
+            self.process.communicate(b"", timeout=10)
+        except (subprocess.TimeoutExpired, OSError):
+            self.process.kill()
+            self.process.wait()
 
 
 def _run(

@@ -167,7 +167,7 @@ def show_deploy(root: str, machines: tuple[str, ...], *, rollback: bool = True) 
     from croft import pipeline
 
     prepared = pipeline.prepare(root, machines)
-    with live_board([m.name for m in prepared.machines]) as board:
+    with live_board([t.name for t in prepared.targets]) as board:
         outcomes = pipeline.deploy(prepared, rollback=rollback, report=board)
     outcome_table(outcomes)
     return all(outcome.ok for outcome in outcomes)

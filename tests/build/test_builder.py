@@ -198,6 +198,7 @@ def test_manifest_assembled_from_the_state_equals_the_manifest_object(example_si
         text = manifest_text(example_site, name)
         assert text == result.manifest.to_json()
         assert Manifest.from_json(text).digest == result.manifest.digest
+        assert Manifest.from_json(text, trusted=True).digest == result.manifest.digest
 
 
 def test_built_files_carry_times_derived_from_their_content(example_site: Path) -> None:

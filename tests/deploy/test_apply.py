@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from croft.deploy import deployer
+from croft.deploy import deployer, ssh
 from croft.deploy.deployer import apply_script
 
 STEPS = ["links usr/local/bin\ttool\tother", "dirs 0755\tusr/local/share/x", "flip 2", "check app.service"]
@@ -53,21 +53,23 @@ def test_the_clock_apply_sh_settles_by_counts_past_2_to_the_31_microseconds() ->
     assert abs(measured - uptime * 1_000_000) < 5_000_000
 
 
-def test_the_target_runs_only_a_switch_script_that_arrived_whole(tmp_path: Path) -> None:
+def test_the_target_runs_only_a_script_that_arrived_whole(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     # It reads what follows it on stdin, as apply.sh's tar does.
-    script = f"#!/bin/sh\ntouch {marker}\ncat\nexit 0\n{deployer.END}\n".encode()
+    framed = ssh.frame(f"touch {marker}\ncat\nexit 0\n")
     files = b"what follows the script: the files\n"
 
-    def target(data: bytes) -> subprocess.CompletedProcess[str]:
-        command = deployer.receiver(len(script))
-        return subprocess.run(["sh", "-c", command], input=data.decode(), capture_output=True, text=True)
+    def target(data: bytes) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(["sh", "-c", ssh.RECEIVER], input=data, capture_output=True)
 
     # Cut before its last line (the connection broke off): nothing of it runs.
-    cut = target(script[: script.index(deployer.END.encode()) + 4])
-    assert cut.returncode == 70 and "cut short" in cut.stdout and not marker.exists()
-    whole = target(script + files)
-    assert whole.returncode == 0 and whole.stdout == files.decode() and marker.exists()
+    cut = target(framed[: framed.index(ssh.END.encode()) + 4])
+    assert cut.returncode == 70 and b"cut short" in cut.stdout and not marker.exists()
+    # A session croft opened ahead and did not need: nothing comes, nothing runs.
+    unused = target(b"")
+    assert unused.returncode != 0 and unused.stdout == b"" and not marker.exists()
+    whole = target(framed + files)
+    assert whole.returncode == 0 and whole.stdout == files and marker.exists()
 
 
 @pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="the kernel has no autogroup")

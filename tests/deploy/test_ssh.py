@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from croft.deploy.ssh import Connection
-from croft.site.model import SshTarget
+from croft.site.ssh import SshTarget
 
 
 def proxy_command(connection: Connection) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from croft.build.manifest import Entry, Manifest
-from croft.deploy import deployer, transfer
+from croft.deploy import deployer, plan, transfer
 
 
 def build(directory: Path, files: dict[str, str | tuple[str, int]], links: dict[str, str]) -> Manifest:
@@ -57,27 +57,38 @@ def tree(root: Path) -> dict[str, tuple[str, int]]:
     return found
 
 
-def receive(generations: Path, live: str, new: Manifest, old: Manifest, build_dir: Path) -> int:
-    """apply.sh's receive(), as apply.sh runs it, fed what the deploy would send."""
+def receive(
+    generations: Path, live: str, new: Manifest, old: Manifest, build_dir: Path, small: bool = False
+) -> int:
+    """apply.sh's receive(), as apply.sh runs it, fed what the deploy would send (with `small`,
+    the archive made in memory, as for an edit)."""
     body = (Path(deployer.__file__).parent / "apply.sh").read_text()
     function = re.search(r"^receive\(\) \{\n.*?\n\}", body, re.S | re.M)
     assert function is not None
-    dropped = shlex.quote("\n".join(transfer.dropped(old, new)))
+    changes = plan.file_changes(old, new)
+    dropped = shlex.quote("\n".join(transfer.dropped(old, new, changes)))
     script = (
         f"GENERATIONS={generations}\nlive={live}\nnew={generations}/.new-2\nDIGEST={new.digest}\n"
         f"DROPPED={dropped}\nNL='\n'\n{function.group()}\nreceive\n"
     )
     with tempfile.TemporaryFile() as stream:
-        transfer.write(stream, build_dir, transfer.sent(old, new))
+        if small:
+            archive = transfer.small(build_dir, transfer.sent(changes))
+            assert archive is not None
+            stream.write(archive)
+        else:
+            transfer.write(stream, build_dir, transfer.sent(changes))
         stream.seek(0)
         return subprocess.run(["sh", "-c", script], stdin=stream, check=False).returncode
 
 
+@pytest.mark.parametrize("small", [False, True])
 @pytest.mark.parametrize("copied", [False, True])
 def test_the_new_generation_is_the_build_and_the_live_one_stays_as_it_was(
-    tmp_path: Path, copied: bool
+    tmp_path: Path, copied: bool, small: bool
 ) -> None:
-    """From the live generation itself, or (copied) from the copy of it the last switch made."""
+    """From the live generation itself, or (copied) from the copy of it the last switch made;
+    the files streamed by tar, or (small) archived in memory."""
     generations = tmp_path / "generations"
     before = build(
         generations / "1",
@@ -108,7 +119,7 @@ def test_the_new_generation_is_the_build_and_the_live_one_stays_as_it_was(
         },
         {"usr/local/share/a/link": "edited.txt"},
     )
-    assert transfer.sent(before, after) == [
+    assert transfer.sent(plan.file_changes(before, after)) == [
         "usr/local/bin/tool",
         "usr/local/share/a/edited.txt",
         "usr/local/share/a/link",
@@ -117,11 +128,15 @@ def test_the_new_generation_is_the_build_and_the_live_one_stays_as_it_was(
         "usr/local/share/c",
         "usr/local/share/c/secret",
     ]
-    assert "usr/local/share/a/kept.txt" not in transfer.dropped(before, after)
-    assert receive(generations, "1", after, before, after_dir) == 0
+    assert "usr/local/share/a/kept.txt" not in transfer.dropped(
+        before, after, plan.file_changes(before, after)
+    )
+    assert receive(generations, "1", after, before, after_dir, small) == 0
     made = generations / ".new-2"
     assert tree(made / "root") == tree(after_dir / "root")
     assert (made / "digest").read_text().strip() == after.digest
+    edited = "root/usr/local/share/a/edited.txt"  # its time too (built files' times are their content's)
+    assert (made / edited).stat().st_mtime_ns // 10**9 == (after_dir / edited).stat().st_mtime_ns // 10**9
     assert tree(generations / "1") == live  # no shared file was written in place
     kept = "usr/local/share/a/kept.txt"
     assert (made / "root" / kept).stat().st_ino == (generations / "1" / "root" / kept).stat().st_ino
@@ -135,7 +150,7 @@ def test_a_stream_cut_short_makes_no_generation(tmp_path: Path) -> None:
     function = re.search(r"^receive\(\) \{\n.*?\n\}", body, re.S | re.M)
     assert function is not None
     with tempfile.TemporaryFile() as stream:
-        transfer.write(stream, tmp_path / "build", transfer.sent(Manifest("m"), new))
+        transfer.write(stream, tmp_path / "build", transfer.sent(plan.file_changes(Manifest("m"), new)))
         stream.seek(0)
         whole = stream.read()
     script = (

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from croft.build.manifest_format import (
     MANIFEST_VERSION,
@@ -34,8 +34,10 @@ __all__ = [
 EntryType = Literal["file", "link", "dir"]
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
+    """One path of a tree. A named tuple, not a dataclass: a deploy reads two manifests of a
+    few hundred entries per machine, and a tuple is made three times faster."""
+
     type: EntryType
     mode: int = 0
     sha256: str | None = None
@@ -46,12 +48,7 @@ class Entry:
 
     def same_on_target(self, other: Entry) -> bool:
         """Whether the target would hold the same thing (origin does not matter there)."""
-        return (self.type, self.mode, self.sha256, self.target) == (
-            other.type,
-            other.mode,
-            other.sha256,
-            other.target,
-        )
+        return self[:4] == other[:4]  # type, mode, sha256, target
 
     def digest_line(self, path: str) -> str:
         return entry_line(path, self.type, self.mode, self.sha256, self.target, self.units)
@@ -72,14 +69,15 @@ class Entry:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Entry:
-        return cls(
-            type=data["type"],
-            mode=int(data.get("mode", "0"), 8),
-            sha256=data.get("sha256"),
-            target=data.get("target"),
-            origin=data.get("origin", ""),
-            units=tuple(data.get("units", ())),
-            secret=data.get("secret", False),
+        get = data.get
+        return cls(  # positional: keywords cost a third more, times every entry
+            data["type"],
+            int(get("mode", "0"), 8),
+            get("sha256"),
+            get("target"),
+            get("origin", ""),
+            tuple(get("units", ())),
+            get("secret", False),
         )
 
 
@@ -134,19 +132,26 @@ class Manifest:
         return json.dumps(data, separators=(",", ":")) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> Manifest:
+    def from_json(cls, text: str, *, trusted: bool = False) -> Manifest:
+        """The manifest in `text`; `trusted` (croft wrote it, here) takes the digest it records
+        instead of computing it again."""
         data = json.loads(text)
-        return cls(
+        entry = Entry.from_json
+        manifest = cls(
             machine=data["machine"],
-            entries={path: Entry.from_json(e) for path, e in data["entries"].items()},
+            entries={path: entry(e) for path, e in data["entries"].items()},
             wanted={unit: tuple(targets) for unit, targets in data.get("wanted", {}).items()},
             packages=tuple(data.get("packages", ())),
             outside=dict(data.get("outside", {})),
         )
+        if trusted and "digest" in data:
+            manifest.__dict__["digest"] = data["digest"]  # (what cached_property fills)
+        return manifest
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
-        return cls.from_json(path.read_text())
+        """A manifest croft wrote on this machine: a build's, or one it cached by its digest."""
+        return cls.from_json(path.read_text(), trusted=True)
 
 
 def empty(machine: str) -> Manifest:

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from croft.build.manifest import Manifest
-from croft.site.model import Site
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from croft.site.model import Site
 
 
 @dataclass

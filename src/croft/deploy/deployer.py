@@ -18,21 +18,22 @@ from typing import IO, Any
 
 from croft import inplace
 from croft.build.manifest import Manifest, empty
-from croft.build.result import BuildResult, build_dir
+from croft.build.result import BuildResult
 from croft.deploy import plan, remote, transfer
 from croft.deploy.remote import Generation, LiveState
-from croft.deploy.ssh import Connection
+from croft.deploy.ssh import Connection, Session
+from croft.deploy.target import Target, of
 from croft.errors import CroftError
 from croft.layout import REMOTE
-from croft.run import run, run_binary, run_streaming
-from croft.site.model import Machine, Site
-from croft.systemd import package_cache
+from croft.run import run, run_binary
 from croft.wait import until
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from croft.site.model import Machine, Site
 
 STALE = 75
 """apply.sh's exit code when the machine is not in the state the switch was planned from."""
-END = "# the end of the switch script"
-"""The switch script's last line: the target runs only a script that arrived whole."""
 Progress = Callable[[str], None]
 
 
@@ -66,16 +67,22 @@ def connect(site: Site, machine: Machine) -> Connection:
     return Connection(site.ssh_target(machine), site.state_dir / "known_hosts")
 
 
-def read_state(conn: Connection) -> LiveState:
-    return remote.parse_state(conn.run(remote.state_script()).stdout)
+def reach(target: Target) -> Connection:
+    return Connection(target.ssh, target.known_hosts)
 
 
-def _manifest_cache(site: Site, digest: str) -> Path:
-    return site.state_dir / "cache" / "manifests" / f"{digest}.json"
+def read_state(conn: Connection, session: Session | None = None) -> LiveState:
+    """What is live on the machine (through `session`, when croft opened one ahead)."""
+    script = remote.state_script()
+    return remote.parse_state((session.check(script) if session else conn.run(script)).stdout)
+
+
+def _manifest_cache(state_dir: Path, digest: str) -> Path:
+    return state_dir / "cache" / "manifests" / f"{digest}.json"
 
 
 def fetch_manifest(
-    site: Site, conn: Connection, machine: str, generation: int | None, digest: str | None = None
+    state_dir: Path, conn: Connection, machine: str, generation: int | None, digest: str | None = None
 ) -> Manifest:
     """The manifest of a generation on the target (cached locally by its digest, which the
     caller passes when it read it already)."""
@@ -84,51 +91,51 @@ def fetch_manifest(
     gen_dir = f"{REMOTE}/generations/{generation}"
     if digest is None:
         digest = conn.run(f"cat {gen_dir}/digest").stdout.strip()
-    cached = _manifest_cache(site, digest)
+    cached = _manifest_cache(state_dir, digest)
     if re.fullmatch(r"[0-9a-f]{64}", digest) and cached.exists():
         return Manifest.load(cached)
     text = conn.run(f"cat {gen_dir}/manifest.json").stdout
     manifest = Manifest.from_json(text)
-    _cache_manifest(site, manifest)
+    _cache_manifest(state_dir, manifest)
     return manifest
 
 
-def _cache_manifest(site: Site, manifest: Manifest) -> None:
-    path = _manifest_cache(site, manifest.digest)
+def _cache_manifest(state_dir: Path, manifest: Manifest) -> None:
+    path = _manifest_cache(state_dir, manifest.digest)
     if not path.exists():
         # Machines with the same tree (one digest) are deployed by threads at once.
         inplace.publish(path, manifest.to_json().encode())
 
 
-def _cache_built(site: Site, built: BuildResult) -> None:
+def _cache_built(state_dir: Path, built: BuildResult) -> None:
     """The build's manifest, as it is in its file (not made again from the manifest)."""
-    path = _manifest_cache(site, built.digest)
+    path = _manifest_cache(state_dir, built.digest)
     if not path.exists():
         inplace.publish(path, (built.directory / "manifest.json").read_bytes())
 
 
-def _memory(site: Site, machine: str) -> Path:
-    return site.state_dir / "live" / machine
+def _memory(state_dir: Path, machine: str) -> Path:
+    return state_dir / "live" / machine
 
 
-def recall(site: Site, machine: str) -> LiveState | None:
+def recall(state_dir: Path, machine: str) -> LiveState | None:
     """What croft last knew to be live on the machine (it may have changed since)."""
     try:
-        live, digest, *generations = _memory(site, machine).read_text().split()
+        live, digest, *generations = _memory(state_dir, machine).read_text().split()
     except (OSError, ValueError):
         return None
     return LiveState(int(live) if live.isdigit() else None, sorted(map(int, generations)), digest)
 
 
-def remember(site: Site, machine: str, state: LiveState) -> None:
+def remember(state_dir: Path, machine: str, state: LiveState) -> None:
     fields = [str(state.live) if state.live is not None else "none", state.digest or "none"]
     # Whole or not at all: croft may be stopped at any moment (Ctrl-C ends its threads).
-    inplace.write(_memory(site, machine), " ".join([*fields, *map(str, state.generations)]) + "\n")
+    inplace.write(_memory(state_dir, machine), " ".join([*fields, *map(str, state.generations)]) + "\n")
 
 
-def forget(site: Site, machine: str) -> None:
+def forget(state_dir: Path, machine: str) -> None:
     """After a command that changes the machine some other way (rollback, reset)."""
-    _memory(site, machine).unlink(missing_ok=True)
+    _memory(state_dir, machine).unlink(missing_ok=True)
 
 
 @functools.cache
@@ -200,51 +207,18 @@ def apply_script(
         "CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     header = "".join(f"{key}={shlex.quote(str(value))}\n" for key, value in variables.items())
-    return "#!/bin/sh\n" + header + _apply_sh() + END + "\n"
-
-
-def apt_settings(site: Site, machine: Machine) -> tuple[str, str, str]:
-    """(proxy, host reached directly, the site repository's source) for apply.sh's apt runs."""
-    # Here, not at the top: a deploy with nothing to do never switches, and pays nothing for it.
-    from croft.repository import source
-
-    proxy = package_cache.apt_proxy(site, machine)
-    return (
-        proxy,
-        package_cache.direct_host(site) if proxy else "",
-        source.text(site) if source.wanted(site) else "",
-    )
+    return "#!/bin/sh\n" + header + _apply_sh()
 
 
 def run_apply(
-    conn: Connection, script: str, send: Callable[[IO[bytes]], None] | None = None
+    session: Session, script: str, send: Callable[[IO[bytes]], None] | bytes = b""
 ) -> tuple[int, str]:
-    """Send apply.sh, and after it what `send` writes (the files, for apply.sh's tar), and run
-    it; returns its exit code and output. It runs to its end even if the connection breaks."""
-    data = script.encode()
-
-    def write(stream: IO[bytes]) -> None:
-        stream.write(data)
-        if send is not None:
-            send(stream)
-
-    result = run_streaming(conn.command(receiver(len(data))), write, timeout=3600)
+    """Run apply.sh in the session, with the files after it on stdin (for its tar: what `send`
+    writes, or is); its exit code and output. It runs to its end even if the connection breaks."""
+    result = session.run(script, send)
     if result.returncode == 255:
-        raise DeployFailed(f"lost the connection to {conn}: {result.stderr.strip()}")
+        raise DeployFailed(f"lost the connection to {session.connection}: {result.stderr.strip()}")
     return result.returncode, result.stdout
-
-
-def receiver(size: int) -> str:
-    """The command on the target that runs a switch script of `size` bytes from stdin."""
-    return (
-        # Exactly the script's bytes (fullblock: a pipe gives them in pieces), held by the shell
-        # that runs them: no file to write and remove. The rest of stdin is the files, which
-        # apply.sh reads.
-        f"switch=$(dd bs={size} count=1 iflag=fullblock status=none) && "
-        # A script cut short (the connection broke off) lacks its last line, and never runs.
-        f'case $switch in *"\n{END}") eval "$switch" ;; '
-        '*) echo "croft-error: the switch script arrived cut short; nothing changed"; exit 70 ;; esac'
-    )
 
 
 def _parse_log(outcome: Outcome, code: int, log: str) -> Outcome:
@@ -284,7 +258,7 @@ def planned(outcome: Outcome, old: Manifest, new: Manifest) -> Outcome:
 
 
 def run_switch(
-    conn: Connection,
+    session: Session,
     outcome: Outcome,
     old: Manifest,
     new: Manifest,
@@ -292,12 +266,12 @@ def run_switch(
     generation: str,
     expect: str,
     back: bool = True,
-    send: Callable[[IO[bytes]], None] | None = None,
+    send: Callable[[IO[bytes]], None] | bytes = b"",
     **options: Any,
 ) -> tuple[int, str]:
     """The switch from `old` to `new` on the machine, for deploy, rollback and reset alike: the
     plan (computed once, in a planned outcome) forward and, with `back`, the way back; then
-    apply.sh with `options` (see apply_script). Its exit code and log."""
+    apply.sh with `options` (see apply_script), in `session`. Its exit code and log."""
     script = apply_script(
         steps=plan.steps(old, new, generation, outcome.changes, outcome.actions),
         back=plan.steps(new, old, expect, outcome.changes.reversed()) if back else [],
@@ -305,46 +279,64 @@ def run_switch(
         expect=expect,
         **options,
     )
-    return run_apply(conn, script, send)
+    return run_apply(session, script, send)
 
 
 def deploy(
-    site: Site,
-    machine: Machine,
+    machine: Target,
     built: BuildResult,
     *,
     rollback: bool = True,
     dry_run: bool = False,
     progress: Progress = lambda stage: None,
+    session: Session | None = None,
 ) -> Outcome:
     """Make the machine's live generation match its built tree.
 
     When croft remembers what it left live there, and has that generation's manifest, it
     sends the switch at once: one round trip, which apply.sh refuses (changing nothing) if the
     machine is not as croft remembers it. Then, or without a memory, it reads the live state
-    first, and switches from there.
+    first, and switches from there. The first round trip goes through `session` when croft
+    opened one ahead (croft.pipeline.prepare).
     """
     progress("connecting")
-    conn = connect(site, machine)
-    known = recall(site, machine.name)
+    conn = reach(machine)
+    session = session or conn.open()
+    try:
+        return _deploy(machine, built, conn, session, rollback, dry_run, progress)
+    finally:
+        session.cancel()  # (when an error came first: one that ran its script is done already)
+
+
+def _deploy(
+    machine: Target,
+    built: BuildResult,
+    conn: Connection,
+    session: Session,
+    rollback: bool,
+    dry_run: bool,
+    progress: Progress,
+) -> Outcome:
+    known = recall(machine.state_dir, machine.name)
     if known is not None and known.digest not in (None, built.digest) and not dry_run:
-        cached = _manifest_cache(site, known.digest)
+        cached = _manifest_cache(machine.state_dir, known.digest)
         if cached.exists():
-            outcome = _switch(site, machine, built, conn, known, Manifest.load(cached), rollback, progress)
+            outcome = _switch(machine, built, session, known, Manifest.load(cached), rollback, progress)
             if outcome is not None:
                 return outcome
-    state = read_state(conn)
-    remember(site, machine.name, state)
+            session = conn.open()  # (that one ran the switch apply.sh refused)
+    state = read_state(conn, session)
+    remember(machine.state_dir, machine.name, state)
     outcome = Outcome(machine.name, "unchanged", state.live)
     if state.digest == built.digest:
         return outcome
-    old = fetch_manifest(site, conn, machine.name, state.live, state.digest)
+    old = fetch_manifest(machine.state_dir, conn, machine.name, state.live, state.digest)
     if dry_run:
         planned(outcome, old, built.manifest)
         outcome.status = "planned"
-        outcome.conflicts = find_conflicts(conn, old, built.manifest, adopted_paths(site, machine))
+        outcome.conflicts = find_conflicts(conn, old, built.manifest, machine.adopt)
         return outcome
-    switched = _switch(site, machine, built, conn, state, old, rollback, progress)
+    switched = _switch(machine, built, conn.open(), state, old, rollback, progress)
     if switched is None:  # changed since it was read, a moment ago: another deploy
         return Outcome(
             machine.name, "failed", state.live,
@@ -354,10 +346,9 @@ def deploy(
 
 
 def _switch(
-    site: Site,
-    machine: Machine,
+    machine: Target,
     built: BuildResult,
-    conn: Connection,
+    session: Session,
     state: LiveState,
     old: Manifest,
     rollback: bool,
@@ -371,43 +362,47 @@ def _switch(
     expect = str(state.live) if state.live is not None else "none"
     # Confirm or revert guards what can lock croft out: units started, stopped, restarted or
     # reloaded, systemd reloaded. A switch that only changes files' contents runs nothing.
-    confirm = site.config.deploy.confirm_seconds if outcome.actions else 0
-    local = build_dir(site, machine.name)
-    paths = transfer.sent(old, manifest)
+    confirm = machine.confirm if outcome.actions else 0
+    paths = transfer.sent(outcome.changes)
+    # A few small files go as one piece made here; more, as tar writes them.
+    send: Callable[[IO[bytes]], None] | bytes | None = transfer.small(built.directory, paths)
+    if send is None:
 
-    def send(stream: IO[bytes]) -> None:
-        transfer.write(stream, local, paths)
-        progress("applying")
+        def send(stream: IO[bytes]) -> None:
+            transfer.write(stream, built.directory, paths)
+            progress("applying")
 
     progress("sending")
     code, log = run_switch(
-        conn, outcome, old, manifest,
+        session, outcome, old, manifest,
         generation=str(generation),
         expect=expect,
         send=send,
         expect_digest=state.digest or "",
-        receive=(built.digest, transfer.dropped(old, manifest)),
+        receive=(built.digest, transfer.dropped(old, manifest, outcome.changes)),
         rollback=rollback,
         reset=False,
-        settle=site.config.deploy.settle_seconds,
-        keep=site.config.deploy.keep_generations,
-        adopt=adopted_paths(site, machine),
+        settle=machine.settle,
+        keep=machine.keep,
+        adopt=machine.adopt,
         confirm=confirm,
-        apt=apt_settings(site, machine),
+        apt=machine.apt,
     )  # fmt: skip
     if code == STALE and "croft-stale:" in log:
-        forget(site, machine.name)
+        forget(machine.state_dir, machine.name)
         return None
     started = time.monotonic()  # (the revert timer starts as apply.sh ends)
     outcome.generation = generation if code == 0 else state.live
-    _cache_built(site, built)
+    _cache_built(machine.state_dir, built)
     _parse_log(outcome, code, log)
     unknown = re.findall(r"^croft-unknown-package: (\S+)$", log, re.M)
     if unknown:
-        # Only when apt refused a package: every generator is imported for it.
+        # Only when apt refused a package: the site is loaded, every generator imported for it.
+        from croft.site.load import load_site
         from croft.systemd import generated
 
-        origins = generated.package_origins(site, machine)
+        site = load_site(machine.root)
+        origins = generated.package_origins(site, site.machines[machine.name])
         outcome.message = (
             "; ".join(
                 f"apt knows no package {name!r} (asked for by {', '.join(origins.get(name, ['?']))})"
@@ -418,13 +413,13 @@ def _switch(
     generations = [*state.generations, generation]
     if code == 0 and confirm:
         progress("confirming")
-        _confirm(conn, outcome, generation, state.live, started + confirm)
+        _confirm(session.connection, outcome, generation, state.live, started + confirm)
     if outcome.generation == generation:
-        remember(site, machine.name, LiveState(generation, generations, built.digest))
+        remember(machine.state_dir, machine.name, LiveState(generation, generations, built.digest))
     elif code in (0, 1):  # rolled back (by apply.sh, or by the revert timer)
-        remember(site, machine.name, LiveState(state.live, generations, state.digest))
+        remember(machine.state_dir, machine.name, LiveState(state.live, generations, state.digest))
     else:
-        forget(site, machine.name)
+        forget(machine.state_dir, machine.name)
     return outcome
 
 
@@ -467,16 +462,6 @@ def _confirm(
     )
 
 
-def adopted_paths(site: Site, machine: Machine) -> tuple[str, ...]:
-    """The paths the machine's layers may take over from someone else (layer.toml's adopt)."""
-    return tuple(
-        path
-        for name in machine.config.layers
-        if name in site.layers
-        for path in site.layers[name].config.adopt
-    )
-
-
 def generations(site: Site, machine: Machine) -> list[Generation]:
     return remote.parse_generations(connect(site, machine).run(remote.generations_script()).stdout)
 
@@ -497,12 +482,12 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
         raise CroftError(
             f"{machine.name}: no generation {to} (there are: {', '.join(map(str, sorted(known)))})"
         )
-    current = fetch_manifest(site, conn, machine.name, state.live, state.digest)
-    target = fetch_manifest(site, conn, machine.name, to)
+    current = fetch_manifest(site.state_dir, conn, machine.name, state.live, state.digest)
+    target = fetch_manifest(site.state_dir, conn, machine.name, to)
     outcome = planned(Outcome(machine.name, "deployed", to), current, target)
-    forget(site, machine.name)
+    forget(site.state_dir, machine.name)
     code, log = run_switch(
-        conn, outcome, current, target,
+        conn.open(), outcome, current, target,
         generation=str(to),
         expect=str(state.live),
         receive=None,
@@ -510,7 +495,7 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
         reset=False,
         settle=site.config.deploy.settle_seconds,
         keep=site.config.deploy.keep_generations,
-        apt=apt_settings(site, machine),
+        apt=of(site, machine).apt,
     )  # fmt: skip
     if code != 0:
         outcome.generation = state.live
@@ -522,12 +507,12 @@ def reset(site: Site, machine: Machine, *, purge: bool = False) -> Outcome:
     the system users croft made for services and /var/lib/croft (state, snapshots, containers)."""
     conn = connect(site, machine)
     state = read_state(conn)
-    current = fetch_manifest(site, conn, machine.name, state.live, state.digest)
+    current = fetch_manifest(site.state_dir, conn, machine.name, state.live, state.digest)
     nothing = empty(machine.name)
     outcome = planned(Outcome(machine.name, "deployed", None), current, nothing)
-    forget(site, machine.name)
+    forget(site.state_dir, machine.name)
     code, log = run_switch(
-        conn, outcome, current, nothing,
+        conn.open(), outcome, current, nothing,
         generation="none",
         expect=str(state.live) if state.live is not None else "none",
         back=False,
@@ -537,7 +522,7 @@ def reset(site: Site, machine: Machine, *, purge: bool = False) -> Outcome:
         settle=0,
         keep=1,
         purge=purge,
-        apt=apt_settings(site, machine),
+        apt=of(site, machine).apt,
     )  # fmt: skip
     return _parse_log(outcome, code, log)
 

@@ -7,28 +7,34 @@ from collections.abc import Callable
 
 from croft.build.result import BuildResult
 from croft.deploy.deployer import Outcome, deploy
+from croft.deploy.ssh import Session
+from croft.deploy.target import Target, View
 from croft.errors import CroftError
-from croft.site.model import Machine, Site
 
 Report = Callable[[str, str], None]
 """Called with (machine, stage): connecting, sending, applying, then the outcome's status."""
 
 
 def deploy_fleet(
-    site: Site,
-    machines: list[Machine],
+    view: View,
+    machines: list[Target],
     builds: dict[str, BuildResult],
     *,
     rollback: bool = True,
     dry_run: bool = False,
     report: Report = lambda machine, stage: None,
+    sessions: dict[str, Session] | None = None,
 ) -> list[Outcome]:
-    def one(machine: Machine) -> Outcome:
+    """Deploy each machine in a thread of its own; each machine's first round trip goes through
+    its session in `sessions`, when croft opened one ahead."""
+    ahead = dict(sessions or {})
+
+    def one(machine: Target) -> Outcome:
         try:
             outcome = deploy(
-                site,
                 machine,
                 builds[machine.name],
+                session=ahead.pop(machine.name, None),
                 rollback=rollback,
                 dry_run=dry_run,
                 progress=lambda stage: report(machine.name, stage),
@@ -40,10 +46,10 @@ def deploy_fleet(
 
     # Plain threads, at most `parallel` at work: concurrent.futures would cost a no-op deploy
     # ~7 ms of imports.
-    slots = threading.Semaphore(max(1, site.config.deploy.parallel))
+    slots = threading.Semaphore(max(1, view.parallel))
     outcomes: list[Outcome | BaseException | None] = [None] * len(machines)
 
-    def work(index: int, machine: Machine) -> None:
+    def work(index: int, machine: Target) -> None:
         with slots:
             try:
                 outcomes[index] = one(machine)
@@ -51,7 +57,7 @@ def deploy_fleet(
                 outcomes[index] = exc
 
     # The site's package cache first: the others install packages through it.
-    cache = site.config.packages.cache
+    cache = view.cache
     first = [(index, m) for index, m in enumerate(machines) if m.name == cache and len(machines) > 1]
     rest = [(index, m) for index, m in enumerate(machines) if (index, m) not in first]
     for wave in (first, rest):
@@ -63,6 +69,8 @@ def deploy_fleet(
             thread.start()
         for thread in threads:
             thread.join()
+    for session in ahead.values():  # (of a machine whose thread ended before it needed one)
+        session.cancel()
     for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome

@@ -8,11 +8,27 @@ from __future__ import annotations
 
 import shlex
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from croft.layout import cache_dir
-from croft.run import CommandError, run
-from croft.site.model import SshTarget
+from croft.run import CommandError, Started, run
+from croft.site.ssh import SshTarget
+
+END = "# the end of the script"
+"""A script's last line, as a Session sends it: the machine runs only a script that arrived whole."""
+
+RECEIVER = (
+    # The script's size on a line, then exactly its bytes (fullblock: a pipe gives them in
+    # pieces), held by the shell that runs them: no file to write and remove. The rest of stdin
+    # is the script's own (a deploy's files, for apply.sh's tar). Nothing at all (a session
+    # croft did not need): `read` fails, and the shell exits.
+    'IFS= read -r size && script=$(dd bs="$size" count=1 iflag=fullblock status=none) && '
+    # A script cut short (the connection broke off) lacks its last line, and never runs.
+    f'case $script in *"\n{END}") eval "$script" ;; '
+    '*) echo "croft-error: the script arrived cut short; nothing changed"; exit 70 ;; esac'
+)
 
 
 def forget_host_keys(known_hosts: Path, addresses: list[str]) -> None:
@@ -79,12 +95,60 @@ class Connection:
                 raise ConnectionFailed(self, exc.stderr) from None
             raise RemoteCommandFailed(self, script, exc) from None
 
+    def open(self) -> Session:
+        """A shell on the machine, started now, that runs the script given to it later."""
+        return Session(self)
+
     def rsync_shell(self) -> str:
         """The -e argument that makes rsync ride this connection."""
         return shlex.join(self.argv)
 
     def close(self) -> None:
         run([*self.argv, "-O", "exit", self.destination], check=False, timeout=10)
+
+
+def frame(script: str) -> bytes:
+    """The script as RECEIVER reads it: its size, then the script ending with END."""
+    body = f"{script.rstrip()}\n{END}\n".encode()
+    return f"{len(body)}\n".encode() + body
+
+
+class Session:
+    """A shell on the machine, started before croft knows what it will run there: the session's
+    start (ssh, sshd, the login shell) goes on while croft builds and plans. It runs one script,
+    with what `send` gives after it on stdin; returns its exit code and output (255: ssh itself
+    failed), whatever happens to the connection."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.started = Started(connection.command(RECEIVER))
+
+    def run(
+        self, script: str, send: Callable[[IO[bytes]], None] | bytes = b"", *, timeout: float = 3600
+    ) -> subprocess.CompletedProcess[str]:
+        head = frame(script)
+        if isinstance(send, bytes):
+            return self.started.finish(head + send, timeout=timeout)
+
+        def write(stream: IO[bytes]) -> None:
+            stream.write(head)
+            send(stream)
+
+        return self.started.finish(write, timeout=timeout)
+
+    def check(self, script: str) -> subprocess.CompletedProcess[str]:
+        """run(), raising as Connection.run does when ssh or the script fails."""
+        result = self.run(script, timeout=120)
+        if result.returncode == 255:
+            raise ConnectionFailed(self.connection, result.stderr)
+        if result.returncode != 0:
+            error = CommandError(result.args, result.returncode, result.stderr)
+            raise RemoteCommandFailed(self.connection, script, error)
+        return result
+
+    def cancel(self) -> None:
+        """Close it unused."""
+        self.started.cancel()
 
 
 def _through(bastion: Connection) -> str:

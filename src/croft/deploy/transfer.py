@@ -10,35 +10,39 @@ that generation's content: GNU tar unlinks a file before writing it.
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import IO
 
 from croft.build.manifest import Manifest
+from croft.deploy.plan import FileChanges
 from croft.run import run_binary
 
 # Beside the tree: what apply.sh checks the received generation against.
 RECORDS = ("manifest.json", "digest")
+# A delta this small (an edit) is archived here, in memory, and sent in one piece: starting tar
+# and a thread to feed it costs a deploy of ten machines more than the archive itself.
+SMALL_PATHS = 32
+SMALL_BYTES = 1 << 20
 
 
-def sent(old: Manifest, new: Manifest) -> list[str]:
+def sent(changes: FileChanges) -> list[str]:
     """The paths the new tree has that the live one has not, as they are: parents first."""
-    return sorted(
-        path
-        for path, entry in new.entries.items()
-        if (before := old.entries.get(path)) is None or not before.same_on_target(entry)
-    )
+    return sorted(changes.added + changes.changed)
 
 
-def dropped(old: Manifest, new: Manifest) -> list[str]:
+def dropped(old: Manifest, new: Manifest, changes: FileChanges) -> list[str]:
     """The paths of the live tree apply.sh removes before unpacking: those the new tree does
     not have, and those that turn from a directory into a file or link or back. A file or link
     that changed is not among them: tar replaces it (unlinking it first), and a directory whose
     mode changed keeps its contents (the stream's entry sets its mode)."""
-    return sorted(
+    turned = [
         path
-        for path, entry in old.entries.items()
-        if (after := new.entries.get(path)) is None or (entry.type == "dir") != (after.type == "dir")
-    )
+        for path in changes.changed
+        if (old.entries[path].type == "dir") != (new.entries[path].type == "dir")
+    ]
+    return sorted(changes.removed + turned)
 
 
 def write(stream: IO[bytes], build: Path, paths: list[str]) -> None:
@@ -54,3 +58,29 @@ def write(stream: IO[bytes], build: Path, paths: list[str]) -> None:
         input="".join(f"{name}\0" for name in names).encode(),
         stdout=stream,
     )  # fmt: skip
+
+
+def small(build: Path, paths: list[str]) -> bytes | None:
+    """The stream write() makes, made here with tarfile, when `paths` are few and small; else
+    None (write() streams it)."""
+    if len(paths) > SMALL_PATHS:
+        return None
+    names = [*RECORDS, *(f"root/{path}" for path in paths)]
+    stats = [os.lstat(build / name) for name in names]
+    if sum(st.st_size for st in stats if stat.S_ISREG(st.st_mode)) > SMALL_BYTES:
+        return None
+    import io
+    import tarfile  # here: a first deploy (GNU tar's) never needs it
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
+        for name in names:
+            info = archive.gettarinfo(build / name, arcname=name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            if info.isreg():
+                with open(build / name, "rb") as content:
+                    archive.addfile(info, content)
+            else:
+                archive.addfile(info)
+    return buffer.getvalue()

@@ -37,7 +37,7 @@ def verify(site: Site, machine: Machine) -> Verdict:
     verdict = Verdict(machine.name, state.live)
     if state.live is None:
         return verdict
-    manifest = fetch_manifest(site, conn, machine.name, state.live)
+    manifest = fetch_manifest(site.state_dir, conn, machine.name, state.live)
     args = shlex.join(
         [f"{REMOTE}/live/root", REMOTE, *sorted(manifest.wanted), "--", *sorted(manifest.outside)]
     )

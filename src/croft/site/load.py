@@ -7,13 +7,13 @@ the commands run after every edit do not pay for importing pydantic.
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
 import re
 from pathlib import Path
 from typing import Any, TypeVar
 
 from croft.errors import Problem, SiteError
+from croft.site.fingerprint import config_files, fingerprint
 from croft.site.hardware import check_hardware, check_serve
 from croft.site.images import check_images
 from croft.site.model import (
@@ -48,45 +48,6 @@ LAYER_RESERVED = {"layer.toml", "services"}
 CACHE_VERSION = 9
 
 
-# croft's own code that the cached site depends on: the model and its checks (a newer croft may
-# find problems an older one did not).
-_GENERATORS = sorted(Path(__file__).parent.glob("*.py"))
-
-
-def _config_files(root: Path) -> list[Path]:
-    """The files whose content decides the site model (not the file trees)."""
-    folders = ("machines", "layers", "images", "workflows", "packages", "vpn", "alerts")
-    files = [root / "site.toml", *(root / name for name in folders)]
-    files += _GENERATORS
-    for folder in ("machines", "layers", "images", "packages", "vpn", "alerts"):
-        try:
-            entries = os.scandir(root / folder)
-        except FileNotFoundError:
-            continue
-        with entries:
-            for entry in entries:
-                if folder != "layers" and entry.name.endswith(".toml"):
-                    files.append(Path(entry.path))
-                elif folder == "layers" and entry.is_dir():
-                    files.append(Path(entry.path) / "layer.toml")
-                    services = Path(entry.path) / "services"
-                    files.append(services)
-                    if services.is_dir():
-                        files += sorted(services.glob("*.toml"))
-    return files
-
-
-def _fingerprint(files: list[Path]) -> list[tuple[str, int, int]]:
-    stamps = []
-    for path in files:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            continue
-        stamps.append((str(path), st.st_mtime_ns, st.st_size))
-    return stamps
-
-
 def load_site(root: Path, *, use_cache: bool = True) -> Site:
     """Load and validate the site at `root`; raises SiteError listing every problem."""
     root = root.resolve()
@@ -101,7 +62,7 @@ def load_site(root: Path, *, use_cache: bool = True) -> Site:
             ]
         )
     cache = root / ".croft" / "cache" / "site.pickle"
-    stamps = _fingerprint(_config_files(root))
+    stamps = fingerprint(config_files(root))
     if use_cache:
         try:
             with cache.open("rb") as stream:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from croft.site.ssh import SshTarget
+
 # Unknown keys are errors: a misspelt key silently ignored is the worst kind of bug in a config.
 STRICT: dict[str, Any] = {"extra": "forbid"}
 
@@ -584,19 +586,6 @@ class Layer:
     name: str
     path: Path
     config: LayerConfig
-
-
-@dataclass(frozen=True)
-class SshTarget:
-    """Everything needed to open an SSH connection to one machine."""
-
-    host: str
-    user: str
-    port: int
-    key: Path | None
-    options: tuple[str, ...]
-    via: SshTarget | None = None
-    """The bastion this connection goes through."""
 
 
 @dataclass(frozen=True)
