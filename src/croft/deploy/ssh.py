@@ -1,17 +1,20 @@
 """SSH connections: one multiplexed OpenSSH master per machine, shared by every command and rsync.
 
 A warm master makes a remote command cost ~7 ms instead of ~200 ms for a fresh connection;
-it persists a minute after croft exits so the next command (or --watch) starts warm.
+it persists a minute after croft exits so the next command (or --watch) starts warm. A deploy's
+sessions (Session) go through the master's socket without an ssh process (croft.deploy.mux).
 """
 
 from __future__ import annotations
 
+import hashlib
 import shlex
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
+from croft.deploy import mux
 from croft.layout import cache_dir
 from croft.run import CommandError, Started, run
 from croft.site.ssh import SshTarget
@@ -43,13 +46,16 @@ class Connection:
         self.target = target
         control = cache_dir() / "ssh"
         control.mkdir(parents=True, exist_ok=True, mode=0o700)
+        reached = f"{target.user}@{target.host}:{target.port}".encode()
+        self.control_path = str(control / hashlib.sha256(reached).hexdigest()[:32])
         known_hosts.parent.mkdir(parents=True, exist_ok=True)
         options = [
             "BatchMode=yes",  # never prompt: croft runs unattended and in parallel
             "StrictHostKeyChecking=accept-new",
             f"UserKnownHostsFile={known_hosts}",
             "ControlMaster=auto",
-            f"ControlPath={control}/%C",  # %C: a hash, so the socket path stays short
+            # Named by croft (a hash, so the path stays short), which talks to it (croft.deploy.mux).
+            f"ControlPath={self.control_path}",
             f"ControlPersist={persist}",
             "ConnectTimeout=10",
             "ServerAliveInterval=5",
@@ -78,7 +84,7 @@ class Connection:
 
     def command(self, script: str) -> list[str]:
         """The argv that runs `script` with the remote's sh."""
-        return [*self.argv, self.destination, "--", "sh", "-c", shlex.quote(script)]
+        return [*self.argv, self.destination, "--", remote(script)]
 
     def run(
         self,
@@ -107,6 +113,11 @@ class Connection:
         run([*self.argv, "-O", "exit", self.destination], check=False, timeout=10)
 
 
+def remote(script: str) -> str:
+    """The command line that runs `script` with the remote's sh (whatever the user's shell)."""
+    return f"sh -c {shlex.quote(script)}"
+
+
 def frame(script: str) -> bytes:
     """The script as RECEIVER reads it: its size, then the script ending with END."""
     body = f"{script.rstrip()}\n{END}\n".encode()
@@ -121,7 +132,11 @@ class Session:
 
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
-        self.started = Started(connection.command(RECEIVER))
+        self.started: Started | mux.Passenger
+        try:  # through the kept-open connection's master, when there is one
+            self.started = mux.Passenger(connection.control_path, remote(RECEIVER))
+        except mux.Unavailable:
+            self.started = Started(connection.command(RECEIVER))
 
     def run(
         self, script: str, send: Callable[[IO[bytes]], None] | bytes = b"", *, timeout: float = 3600
