@@ -93,6 +93,37 @@ def run_streaming(
     return Started(argv).finish(write, timeout=timeout)
 
 
+def feed(
+    stream: IO[bytes], write: Callable[[IO[bytes]], None] | bytes
+) -> tuple[threading.Thread, list[BaseException]]:
+    """A thread that fills a command's stdin (`write` writes it, or is it: in one write, as
+    communicate() would give it in pieces of 512 bytes, each a wait for the GIL while other
+    machines' threads hold it) and closes it, while the caller collects the output. A command
+    that stops reading early ends the writing quietly (its exit code says why); any other
+    failure is in the list, for the caller's thread to raise."""
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            with stream:
+                if isinstance(write, bytes):
+                    stream.write(write)
+                else:
+                    write(stream)
+        except BrokenPipeError:
+            pass
+        except CommandError as exc:
+            # A program writing into the stream for `write` (tar) that the same closed pipe killed.
+            if exc.returncode != -13:  # SIGPIPE
+                failure.append(exc)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=writer, daemon=True)
+    thread.start()
+    return thread, failure
+
+
 class Started:
     """A command started before its input is known: its start-up (an SSH session's, a round trip
     away) goes on while the caller works out what to send. finish() sends it and collects the
@@ -115,33 +146,9 @@ class Started:
         """Give the command its input and wait for it. A command that stops reading early ends
         the writing quietly: its exit code says why. Never raises for the exit code."""
         process = self.process
-        if isinstance(write, bytes):
-            # By a thread of its own too, in one write: communicate() would write it in pieces of
-            # 512 bytes, each a wait for the GIL while other machines' threads hold it.
-            data = write
-
-            def write(stream: IO[bytes]) -> None:
-                stream.write(data)
-
         stdin, process.stdin = process.stdin, None  # the writer's; communicate() only reads
         assert stdin is not None
-        failure: list[BaseException] = []
-
-        def writer() -> None:
-            try:
-                with stdin:
-                    write(stdin)
-            except BrokenPipeError:
-                pass  # the command stopped reading: its exit code says why
-            except CommandError as exc:
-                # A program writing into stdin for `write` (tar) that the same closed pipe killed.
-                if exc.returncode != -13:  # SIGPIPE
-                    failure.append(exc)
-            except BaseException as exc:  # reported in the caller's thread
-                failure.append(exc)
-
-        thread = threading.Thread(target=writer, daemon=True)
-        thread.start()
+        thread, failure = feed(stdin, write)
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -15,12 +15,11 @@ import selectors
 import socket
 import struct
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from typing import IO
 
-from croft.run import CommandError
+from croft.run import CommandError, feed
 
 HELLO = 0x00000001
 NEW_SESSION = 0x10000002
@@ -96,25 +95,7 @@ class Passenger:
         self.done = True
         stdin = os.fdopen(self.stdin, "wb")
         self.stdin = -1  # the file object's now: closed by the writer, once
-        failure: list[BaseException] = []
-
-        def writer() -> None:
-            try:
-                with stdin:
-                    if isinstance(write, bytes):
-                        stdin.write(write)
-                    else:
-                        write(stdin)
-            except BrokenPipeError:
-                pass  # the session stopped reading: its exit code says why
-            except CommandError as exc:
-                if exc.returncode != -13:  # a writer (tar) that the same closed pipe killed
-                    failure.append(exc)
-            except BaseException as exc:  # reported in the caller's thread
-                failure.append(exc)
-
-        thread = threading.Thread(target=writer, daemon=True)
-        thread.start()
+        thread, failure = feed(stdin, write)
         try:
             out, err = self._drain(deadline)
             code, reason = self._exit(deadline)
