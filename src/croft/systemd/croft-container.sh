@@ -9,10 +9,14 @@ containers=/var/lib/croft/containers
 if [ "$1" = dhcp ]; then
     name=$2
     tries=0
+    ours=$(readlink /proc/$$/ns/net)
     # nspawn's child is the container's first process; its network has host0 once nspawn
-    # plugged it into the bridge.
+    # plugged it into the bridge. Not before the child is in a network of its own: nspawn's
+    # first child starts in this machine's, and a machine that is itself a container has a host0
+    # too (udhcpc there would take this machine's address, and flush it when it ends).
     until leader=$(cat "/proc/$MAINPID/task/$MAINPID/children" 2>/dev/null | cut -d' ' -f1) &&
-        [ -n "$leader" ] && nsenter -t "$leader" -n ip link show host0 >/dev/null 2>&1; do
+        [ -n "$leader" ] && [ "$(readlink "/proc/$leader/ns/net" 2>/dev/null)" != "$ours" ] &&
+        nsenter -t "$leader" -n ip link show host0 >/dev/null 2>&1; do
         tries=$((tries + 1))
         [ "$tries" -le 200 ] || { echo "croft-container: $name has no host0" >&2; exit 1; }
         sleep 0.05
