@@ -64,6 +64,12 @@ def apt_origin(site_name: str) -> str:
 # -- on this machine -----------------------------------------------------------------------------
 
 
+def build_dir(state_dir: str | os.PathLike[str], machine: str) -> str:
+    """A machine's build in the site's state directory (.croft/): its tree (root/), its
+    manifest.json and digest."""
+    return os.path.join(state_dir, "build", machine)
+
+
 def data_dir(site: str) -> Path:
     """What croft keeps for a site outside its repository (signing and WireGuard keys):
     $XDG_DATA_HOME/croft/SITE, else ~/.local/share/croft/SITE."""

@@ -58,6 +58,41 @@ def test_nothing_changed_is_just_a_flip() -> None:
     assert plan.steps(manifest(unit="a"), manifest(unit="a"), "4") == ["flip 4"]
 
 
+def test_manifests_read_from_json_plan_as_the_ones_made() -> None:
+    """A deploy reads both manifests from JSON and compares what it read, entry by entry: only
+    what lands on the target counts (a file that moved to another layer, its mode as written)."""
+    before = Manifest(
+        "m",
+        {
+            CONF: Entry("file", 0o644, "b", origin="layers/a", units=("web.service",)),
+            "usr/local/share/moved": Entry("file", 0o644, "m", origin="layers/a"),
+            "usr/local/share/x": Entry("file", 0o644, "x"),
+            "usr/local/share/gone": Entry("file", 0o644, "g"),
+            "usr/local/bin/tool": Entry("file", 0o755, "t"),
+        },
+    )
+    after = Manifest(
+        "m",
+        {
+            CONF: Entry("file", 0o644, "B", origin="layers/a", units=("web.service",)),
+            "usr/local/share/moved": Entry("file", 0o644, "m", origin="layers/b"),
+            "usr/local/share/x": Entry("file", 0o644, "x"),
+            "usr/local/share/new": Entry("link", target="x"),
+            "usr/local/bin/tool": Entry("file", 0o700, "t"),
+        },
+    )
+    read_before, read_after = (Manifest.from_json(m.to_json()) for m in (before, after))
+    assert read_after == after
+    changes = plan.file_changes(read_before, read_after)
+    assert changes == plan.file_changes(before, after)
+    assert (changes.added, changes.changed, changes.removed) == (
+        ["usr/local/share/new"],
+        ["usr/local/bin/tool", CONF],
+        ["usr/local/share/gone"],
+    )
+    assert plan.steps(read_before, read_after, "5") == plan.steps(before, after, "5")
+
+
 def test_new_paths_are_linked_one_directory_at_a_time() -> None:
     files = {f"usr/local/share/www/{name}": Entry("file", 0o644, name) for name in ("a", "b", "c d")}
     dirs = {"usr/local/share/www": Entry("dir", 0o755), "usr/local/share/www/img": Entry("dir", 0o750)}
@@ -82,8 +117,8 @@ def test_templates_are_never_started_or_restarted() -> None:
 
 def test_system_users_are_made_before_units_start() -> None:
     users = "usr/local/lib/sysusers.d/croft-web.conf"
-    new = manifest(unit="a")
-    new.entries[users] = Entry("file", 0o644, "u")
+    web = manifest(unit="a")
+    new = Manifest("m", {**web.entries, users: Entry("file", 0o644, "u")}, web.wanted)
     steps = plan.steps(Manifest("m"), new, "1")
     assert steps.index("flip 1") < steps.index("sysusers") < steps.index("start web.service")
     assert "sysusers" not in plan.steps(new, new, "2")

@@ -7,6 +7,7 @@ belongs to, and whether it is secret. Per unit: whether it is wanted (started at
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,6 +26,7 @@ from croft.build.manifest_format import (
 __all__ = [
     "MANIFEST_VERSION",
     "UNIT_SUFFIXES",
+    "Entries",
     "Entry",
     "Manifest",
     "install_targets",
@@ -81,10 +83,46 @@ class Entry(NamedTuple):
         )
 
 
+class Entries(Mapping[str, Entry]):
+    """The entries of a manifest read from its JSON, each made an Entry when first asked for: a
+    deploy compares two manifests of hundreds of paths per machine (same_on_target compares
+    their JSON), and looks closer only at the few that differ."""
+
+    __slots__ = ("_made", "json")
+
+    def __init__(self, json: dict[str, dict[str, Any]]) -> None:
+        self.json = json
+        self._made: dict[str, Entry] = {}
+
+    def __getitem__(self, path: str) -> Entry:
+        try:
+            return self._made[path]
+        except KeyError:
+            entry = self._made[path] = Entry.from_json(self.json[path])
+            return entry
+
+    def __contains__(self, path: object) -> bool:
+        return path in self.json
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.json)
+
+    def __len__(self) -> int:
+        return len(self.json)
+
+
+def same_on_target(old: Mapping[str, Entry], new: Mapping[str, Entry], path: str) -> bool:
+    """Whether `path`, in both, would be the same thing on the target: two manifests read from
+    JSON first compare what they read (equal JSON is an equal entry), without making entries."""
+    if isinstance(old, Entries) and isinstance(new, Entries) and old.json[path] == new.json[path]:
+        return True
+    return old[path].same_on_target(new[path])
+
+
 @dataclass
 class Manifest:
     machine: str
-    entries: dict[str, Entry] = field(default_factory=dict)
+    entries: Mapping[str, Entry] = field(default_factory=dict)
     wanted: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Units started at boot, with the targets that want them."""
     packages: tuple[str, ...] = ()
@@ -136,10 +174,9 @@ class Manifest:
         """The manifest in `text`; `trusted` (croft wrote it, here) takes the digest it records
         instead of computing it again."""
         data = json.loads(text)
-        entry = Entry.from_json
         manifest = cls(
             machine=data["machine"],
-            entries={path: entry(e) for path, e in data["entries"].items()},
+            entries=Entries(data["entries"]),
             wanted={unit: tuple(targets) for unit, targets in data.get("wanted", {}).items()},
             packages=tuple(data.get("packages", ())),
             outside=dict(data.get("outside", {})),

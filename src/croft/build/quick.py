@@ -22,6 +22,7 @@ from croft import inplace
 from croft.build import stamp
 from croft.build.manifest_format import entry_line, is_unit_file, member
 from croft.build.state import BuildState, output_key
+from croft.layout import build_dir
 
 # Not `from typing import TYPE_CHECKING`: typing costs the quick path of a build ~7 ms to import.
 TYPE_CHECKING = False
@@ -104,7 +105,7 @@ def apply(state_dir: str, changes: stamp.Changes) -> dict[str, int] | None:
             ]
         )
         for machine in written:  # (a racy file looked at again and found the same changes no entry)
-            state.write_manifest(machine, os.path.join(state_dir, "build", machine))
+            state.write_manifest(machine, build_dir(state_dir, machine))
     finally:
         state.close()
     return written
@@ -151,7 +152,7 @@ def _write(state_dir: str, redo: list[_Redo]) -> dict[str, int]:
     """Write the outputs that changed into the build trees; files written per machine."""
     written: dict[str, int] = {}
     for output in redo:
-        target = os.path.join(state_dir, "build", output.machine, "root", output.path)
+        target = os.path.join(build_dir(state_dir, output.machine), "root", output.path)
         entry = output.entry
         if output.data is not None:
             import hashlib

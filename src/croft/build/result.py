@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from croft import layout
 from croft.build.manifest import Manifest
 
 TYPE_CHECKING = False
@@ -44,8 +45,8 @@ class BuildResult:
 
 
 def build_dir(site: Site, machine: str) -> Path:
-    """.croft/build/<machine>/: its tree (root/), manifest.json and digest."""
-    return site.state_dir / "build" / machine
+    """.croft/build/<machine>/ (croft.layout.build_dir)."""
+    return Path(layout.build_dir(site.state_dir, machine))
 
 
 def unchanged(site: Site, machine: str) -> BuildResult:

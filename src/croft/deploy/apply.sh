@@ -200,23 +200,28 @@ give_back() {
 }
 
 # The new generation: the live one as hard links, less what changed or went, plus the files
-# that follow this script on stdin (croft.deploy.transfer). Under the lock, so nothing else
-# writes here: what a client or machine that died mid-way left is removed first. The copy of
-# the live tree is usually made already (tidy, below, after the last switch), so a deploy
-# costs what changed, not the size of the tree.
+# that follow this script on stdin (croft.deploy.transfer), made in $new and given its number
+# once whole. Under the lock, so nothing else writes here: what a client or machine that died
+# mid-way left is removed first. The copy of the live tree is usually made already (tidy,
+# below, after the last switch), so a deploy costs what changed, not the size of the tree.
 receive() {
     for left in "$GENERATIONS"/.new-* "$GENERATIONS"/.incoming-*; do
         if [ -e "$left" ]; then rm -rf "$left"; fi
     done
-    if [ "$live" = none ]; then
-        mkdir -p "$new/root"
-    elif [ -d "$GENERATIONS/.next-$live" ]; then
-        # Renamed before anything in it changes: a copy that was used, even half-way, is never
-        # taken again.
-        mv -T "$GENERATIONS/.next-$live" "$new"
-    else
-        mkdir -p "$new" && cp -al "$GENERATIONS/$live/root" "$new/root"
-    fi || return 1
+    new=$GENERATIONS/.next-$live
+    # A copy with a record was taken by a switch that never ended: it is never taken again.
+    if [ -e "$new/info" ]; then rm -rf "$new" || return 1; fi
+    if [ ! -d "$new" ]; then
+        new=$GENERATIONS/.new-$GEN
+        if [ "$live" = none ]; then
+            mkdir -p "$new/root"
+        else
+            mkdir -p "$new" && cp -al "$GENERATIONS/$live/root" "$new/root"
+        fi || return 1
+    fi
+    # The generation's record, first: it marks the copy as taken before anything in it changes.
+    printf 'generation=%s\ncreated=%s\nby=%s\ndigest=%s\n' "$GEN" "$CREATED" "$BY" "$DIGEST" \
+        > "$new/info" || return 1
     # What is gone, or a directory where a file was (or the other way round). A file or link
     # that changed is not among them: tar replaces it, unlinking it first.
     if [ -n "$DROPPED" ]; then
@@ -227,16 +232,13 @@ receive() {
     IFS= read -r got < "$new/digest" && [ "$got" = "$DIGEST" ]
 }
 if [ "$RECEIVE" = 1 ]; then
-    new=$GENERATIONS/.new-$GEN
     if ! receive; then
         rm -rf "$new"
         echo "croft-error: the new generation could not be made from the files sent (the connection broke off, or the disk is full?); nothing changed"
         exit 70
     fi
     if [ -e "$GENERATIONS/$GEN" ]; then rm -rf "${GENERATIONS:?}/$GEN"; fi
-    mv "$new" "$GENERATIONS/$GEN"
-    printf 'generation=%s\ncreated=%s\nby=%s\ndigest=%s\n' "$GEN" "$CREATED" "$BY" "$DIGEST" \
-        > "$GENERATIONS/$GEN/info"
+    mv -T "$new" "$GENERATIONS/$GEN"
 fi
 
 # A step's paths, collected for one program (mkdir, ln) in batches: a list grown one item at a
@@ -484,6 +486,11 @@ arm_revert() {
 # the next deploy costs what changed, not the size of the tree. Once the switch has ended (croft
 # has its answer), under the lock (the next croft command here waits for it), and at the lowest
 # priority: the machines of a home lab often share a host's CPUs, and their switches come first.
+# A priority does not reach the kernel's own work for it (a thousand hard links made or removed
+# go through the file system's journal and the host's disk), so it also starts a moment later
+# (TIDY_AFTER seconds): a fleet's switches run at once, and are over by then. A switch that
+# comes sooner takes the lock first, and makes its copy itself.
+TIDY_AFTER=0.5
 tidy() {
     # The lock is free when the switch's script has ended; a croft command that took it first
     # changed what is live, and leaves this to its own tidy. Opened to read: a reset meanwhile
@@ -537,7 +544,7 @@ if run_plan "$FORWARD"; then
         # copies of the connection's descriptors open in it (the shell saves them to restore),
         # and the connection would stay open until it ended. 9>&-: the lock goes with this
         # script; tidy takes it again.
-        (exec < /dev/null > /dev/null 2>&1 9>&- && tidy) &
+        (exec < /dev/null > /dev/null 2>&1 9>&- && sleep "$TIDY_AFTER" && tidy) &
     fi
     echo "croft-done: $GEN"
     exit 0

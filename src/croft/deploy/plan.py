@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from croft.build.manifest import Entry, Manifest, unit_of
+from croft.build.manifest import Entry, Manifest, same_on_target, unit_of
 from croft.layout import DISTRO_DIRS, SYSUSERS_DIR, UNIT_DIR
 
 
@@ -121,11 +121,10 @@ def distro_unit(unit: str, manifest: Manifest) -> bool:
 
 def file_changes(old: Manifest, new: Manifest) -> FileChanges:
     changes = FileChanges()
-    for path, entry in new.entries.items():
-        before = old.entries.get(path)
-        if before is None:
+    for path in new.entries:
+        if path not in old.entries:
             changes.added.append(path)
-        elif not before.same_on_target(entry):
+        elif not same_on_target(old.entries, new.entries, path):
             changes.changed.append(path)
     changes.removed = [path for path in old.entries if path not in new.entries]
     changes.added.sort()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from croft.layout import build_dir
 from croft.site.fingerprint import config_files, fingerprint
 from croft.site.ssh import SshTarget
 
@@ -63,8 +64,8 @@ class Target:
 
     @property
     def build(self) -> Path:
-        """Its build directory (croft.build.result.build_dir)."""
-        return self.state_dir / "build" / self.name
+        """Its build directory (croft.layout.build_dir)."""
+        return Path(build_dir(self.state_dir, self.name))
 
 
 @dataclass(frozen=True)

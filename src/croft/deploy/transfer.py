@@ -74,13 +74,23 @@ def small(build: Path, paths: list[str]) -> bytes | None:
 
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as archive:
-        for name in names:
-            info = archive.gettarinfo(build / name, arcname=name)
-            info.uid = info.gid = 0
+        for name, st in zip(names, stats, strict=True):
+            # From the stat taken above, not gettarinfo(): that looks up the owner's and group's
+            # names (a read of /etc/passwd and /etc/group for each path), which are root's here.
+            info = tarfile.TarInfo(name)
+            info.mode = stat.S_IMODE(st.st_mode)
+            info.mtime = st.st_mtime
             info.uname = info.gname = "root"
-            if info.isreg():
+            if stat.S_ISREG(st.st_mode):
+                info.size = st.st_size
                 with open(build / name, "rb") as content:
                     archive.addfile(info, content)
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                info.type = tarfile.DIRTYPE
+            elif stat.S_ISLNK(st.st_mode):
+                info.type, info.linkname = tarfile.SYMTYPE, os.readlink(build / name)
             else:
-                archive.addfile(info)
+                return None  # (a build holds nothing else; tar says what it is)
+            archive.addfile(info)
     return buffer.getvalue()
