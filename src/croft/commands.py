@@ -195,6 +195,7 @@ def diff(ctx: click.Context, machines: tuple[str, ...]) -> None:
     not be compared (unreachable)."""
     from croft.deploy import diff as diffing
     from croft.deploy import target
+    from croft.deploy.deployer import Status
     from croft.deploy.parallel import deploy_fleet
 
     site = _load(ctx)
@@ -206,7 +207,7 @@ def diff(ctx: click.Context, machines: tuple[str, ...]) -> None:
     outcomes = deploy_fleet(view, [view.targets[m.name] for m in selected], builds, dry_run=True)
     changed = failed = False
     for machine, outcome in zip(selected, outcomes, strict=True):
-        if outcome.status == "failed":
+        if outcome.status == Status.FAILED:
             click.echo(f"== {machine.name}: {outcome.message}", err=True)
             failed = True
             continue

@@ -82,16 +82,16 @@ def test_apply_log_lines_become_the_outcome() -> None:
         "croft-journal-begin: app.service\nline one\nline two\ncroft-journal-end: app.service\n"
         "croft-rollback: back to generation 4\ncroft-rolled-back: 4\n"
     )
-    outcome = deployer._parse_log(deployer.Outcome("web1", "deployed"), 1, log)
-    assert outcome.status == "rolled-back"
+    outcome = deployer._parse_log(deployer.Outcome("web1", deployer.Status.DEPLOYED), 1, log)
+    assert outcome.status == deployer.Status.ROLLED_BACK
     assert outcome.message == "app.service did not stay up"
     assert outcome.journals == {"app.service": "line one\nline two\n"}
     refused = deployer._parse_log(
-        deployer.Outcome("web1", "deployed"),
+        deployer.Outcome("web1", deployer.Status.DEPLOYED),
         65,
         "croft-conflict: /usr/local/bin/tool\ncroft-error: these paths exist and are not croft's\n",
     )
-    assert refused.status == "failed" and refused.conflicts == ["/usr/local/bin/tool"]
+    assert refused.status == deployer.Status.FAILED and refused.conflicts == ["/usr/local/bin/tool"]
     assert refused.message.startswith("not croft's: /usr/local/bin/tool")
 
 

@@ -13,6 +13,7 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,12 +38,25 @@ STALE = 75
 Progress = Callable[[str], None]
 
 
+class Status(StrEnum):
+    """How a machine's deploy (rollback, reset, dry run) ended."""
+
+    UNCHANGED = "unchanged"
+    DEPLOYED = "deployed"
+    PLANNED = "planned"
+    """A dry run's (croft diff): what a deploy would do."""
+    ROLLED_BACK = "rolled-back"
+    """A unit failed and the machine went back to what was live, or croft could not reach it
+    again and it went back itself."""
+    FAILED = "failed"
+
+
 @dataclass
 class Outcome:
     """What happened to one machine."""
 
     machine: str
-    status: str  # unchanged | deployed | rolled-back | failed | planned
+    status: Status
     generation: int | None = None
     changes: plan.FileChanges = field(default_factory=plan.FileChanges)
     actions: plan.UnitActions = field(default_factory=plan.UnitActions)
@@ -56,7 +70,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("unchanged", "deployed", "planned")
+        return self.status in (Status.UNCHANGED, Status.DEPLOYED, Status.PLANNED)
 
 
 class DeployFailed(CroftError):
@@ -229,7 +243,7 @@ def _parse_log(outcome: Outcome, code: int, log: str) -> Outcome:
     outcome.conflicts = re.findall(r"^croft-conflict: (.*)$", log, re.M)
     if code == 0:
         return outcome
-    outcome.status = "rolled-back" if code == 1 else "failed"
+    outcome.status = Status.ROLLED_BACK if code == 1 else Status.FAILED
     outcome.message = "; ".join(errors) or f"apply exited {code}"
     if outcome.conflicts:
         outcome.message = f"not croft's: {', '.join(outcome.conflicts)}; {outcome.message}"
@@ -327,19 +341,19 @@ def _deploy(
             session = conn.open()  # (that one ran the switch apply.sh refused)
     state = read_state(conn, session)
     remember(machine.state_dir, machine.name, state)
-    outcome = Outcome(machine.name, "unchanged", state.live)
+    outcome = Outcome(machine.name, Status.UNCHANGED, state.live)
     if state.digest == built.digest:
         return outcome
     old = fetch_manifest(machine.state_dir, conn, machine.name, state.live, state.digest)
     if dry_run:
         planned(outcome, old, built.manifest)
-        outcome.status = "planned"
+        outcome.status = Status.PLANNED
         outcome.conflicts = find_conflicts(conn, old, built.manifest, machine.adopt)
         return outcome
     switched = _switch(machine, built, conn.open(), state, old, rollback, progress)
     if switched is None:  # changed since it was read, a moment ago: another deploy
         return Outcome(
-            machine.name, "failed", state.live,
+            machine.name, Status.FAILED, state.live,
             message="the machine changed since croft read it (another deploy?); run the command again",
         )  # fmt: skip
     return switched
@@ -357,7 +371,7 @@ def _switch(
     """Switch the machine from `state` (with manifest `old`) to the build, sending the files
     with the switch. None when the machine is not in that state (nothing changed)."""
     manifest = built.manifest
-    outcome = planned(Outcome(machine.name, "deployed", state.live), old, manifest)
+    outcome = planned(Outcome(machine.name, Status.DEPLOYED, state.live), old, manifest)
     generation = max(state.generations, default=0) + 1
     expect = str(state.live) if state.live is not None else "none"
     # Confirm or revert guards what can lock croft out: units started, stopped, restarted or
@@ -454,7 +468,7 @@ def _confirm(
         return result.returncode == 0 and result.stdout.strip().removeprefix("generations/") == back
 
     until(reverted, 60, interval=2.0)
-    outcome.status = "rolled-back"
+    outcome.status = Status.ROLLED_BACK
     outcome.generation = previous
     outcome.message = (
         f"croft could not reach {conn} over a new SSH connection after the switch ({why or 'no answer'}): "
@@ -484,7 +498,7 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
         )
     current = fetch_manifest(site.state_dir, conn, machine.name, state.live, state.digest)
     target = fetch_manifest(site.state_dir, conn, machine.name, to)
-    outcome = planned(Outcome(machine.name, "deployed", to), current, target)
+    outcome = planned(Outcome(machine.name, Status.DEPLOYED, to), current, target)
     forget(site.state_dir, machine.name)
     code, log = run_switch(
         conn.open(), outcome, current, target,
@@ -509,7 +523,7 @@ def reset(site: Site, machine: Machine, *, purge: bool = False) -> Outcome:
     state = read_state(conn)
     current = fetch_manifest(site.state_dir, conn, machine.name, state.live, state.digest)
     nothing = empty(machine.name)
-    outcome = planned(Outcome(machine.name, "deployed", None), current, nothing)
+    outcome = planned(Outcome(machine.name, Status.DEPLOYED, None), current, nothing)
     forget(site.state_dir, machine.name)
     code, log = run_switch(
         conn.open(), outcome, current, nothing,

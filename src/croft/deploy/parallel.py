@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 
 from croft.build.result import BuildResult
-from croft.deploy.deployer import Outcome, deploy
+from croft.deploy.deployer import Outcome, Status, deploy
 from croft.deploy.ssh import Session
 from croft.deploy.target import Target, View
 from croft.errors import CroftError
@@ -40,7 +40,7 @@ def deploy_fleet(
                 progress=lambda stage: report(machine.name, stage),
             )
         except CroftError as exc:
-            outcome = Outcome(machine.name, "failed", message=str(exc))
+            outcome = Outcome(machine.name, Status.FAILED, message=str(exc))
         report(machine.name, outcome.status)
         return outcome
 
