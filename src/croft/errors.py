@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 
 class CroftError(Exception):
     """An error meant for the user; the CLI prints it without a traceback."""
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """One problem found in a site: where it is, what is wrong, how to fix it."""
 
     file: Path

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -119,18 +118,35 @@ def same_on_target(old: Mapping[str, Entry], new: Mapping[str, Entry], path: str
     return old[path].same_on_target(new[path])
 
 
-@dataclass
 class Manifest:
-    machine: str
-    entries: Mapping[str, Entry] = field(default_factory=dict)
-    wanted: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    """Units started at boot, with the targets that want them."""
-    packages: tuple[str, ...] = ()
-    """Debian packages the machine needs (sorted): its layers', its own, and those of what croft
-    generates for it."""
-    outside: dict[str, str] = field(default_factory=dict)
-    """Links croft keeps outside /usr/local, where a program reads only its own directory (apt
-    reads /etc/apt): path -> the path in the tree it points to (both relative to the root)."""
+    def __init__(
+        self,
+        machine: str,
+        entries: Mapping[str, Entry] | None = None,
+        wanted: dict[str, tuple[str, ...]] | None = None,
+        packages: tuple[str, ...] = (),
+        outside: dict[str, str] | None = None,
+    ) -> None:
+        self.machine = machine
+        self.entries: Mapping[str, Entry] = entries if entries is not None else {}
+        self.wanted = wanted if wanted is not None else {}
+        """Units started at boot, with the targets that want them."""
+        self.packages = packages
+        """Debian packages the machine needs (sorted): its layers', its own, and those of what
+        croft generates for it."""
+        self.outside = outside if outside is not None else {}
+        """Links croft keeps outside /usr/local, where a program reads only its own directory
+        (apt reads /etc/apt): path -> the path in the tree it points to (both relative to the
+        root)."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Manifest):
+            return NotImplemented
+        mine = (self.machine, self.entries, self.wanted, self.packages, self.outside)
+        return mine == (other.machine, other.entries, other.wanted, other.packages, other.outside)
+
+    def __repr__(self) -> str:
+        return f"Manifest({self.machine!r}, {len(self.entries)} entries, digest {self.digest[:12]})"
 
     @cached_property
     def digest(self) -> str:

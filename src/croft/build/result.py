@@ -6,7 +6,6 @@ build) need not import it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from croft import layout
@@ -17,13 +16,15 @@ if TYPE_CHECKING:
     from croft.site.model import Site
 
 
-@dataclass
 class BuildResult:
-    machine: str
-    directory: Path
-    written: int
-    removed: int
-    _manifest: Manifest | None = None
+    def __init__(
+        self, machine: str, directory: Path, written: int, removed: int, manifest: Manifest | None = None
+    ) -> None:
+        self.machine = machine
+        self.directory = directory
+        self.written = written
+        self.removed = removed
+        self._manifest = manifest
 
     @property
     def changed(self) -> bool:

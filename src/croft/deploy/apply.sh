@@ -66,19 +66,41 @@ adopted() {
     return 1
 }
 
+# The plan's lines are split in the shell's memory (set -f; IFS=newline): `read` from a pipe or
+# a here-document takes a system call a byte, and a first deploy's plan names every path (its
+# conflict check alone was ~15 ms of a small machine's CPU that way).
+
+# Whether a path the plan takes over exists and is not croft's (nor adopted): an admin's data.
+foreign() {
+    { [ -e "/$1" ] || [ -L "/$1" ]; } && ! ours "/$1" && ! adopted "$1"
+}
 # Paths the forward plan takes over (a link where there is none of croft's, a directory where
 # there is a file) that exist and are not croft's: an admin's data. Each is named and nothing
-# changes, unless the site adopts it (adopt = [...] in layer.toml).
+# changes, unless the site adopts it (adopt = [...] in layer.toml). Links outside /usr/local
+# (apt reads only /etc/apt): a path there that is not croft's link is someone else's.
 taken() {
-    printf '%s\n' "$FORWARD" | while IFS= read -r line; do
+    set -f; IFS=$NL
+    for line in $FORWARD; do
         verb=${line%% *}
-        arg=${line#* }
-        set -f; IFS=$TAB; set -- $arg; IFS=$OLD_IFS; set +f
+        IFS=$TAB; set -- ${line#* }; IFS=$NL
         case $verb in
-            links) dir=$1; shift; for name do echo "$dir/$name"; done ;;
-            dirs) shift; for path do [ -d "/$path" ] && [ ! -L "/$path" ] || echo "$path"; done ;;
+            links)
+                dir=$1; shift
+                for name do if foreign "$dir/$name"; then echo "croft-conflict: /$dir/$name"; fi; done ;;
+            dirs)
+                shift
+                for path do
+                    if { [ ! -d "/$path" ] || [ -L "/$path" ]; } && foreign "$path"; then
+                        echo "croft-conflict: /$path"
+                    fi
+                done ;;
+            extlink)
+                if { [ -e "/$1" ] || [ -L "/$1" ]; }; then
+                    case $(readlink "/$1") in /usr/local/*) ;; *) echo "croft-conflict: /$1" ;; esac
+                fi ;;
         esac
     done
+    IFS=$OLD_IFS; set +f
 }
 # Whether the plan has a step of this kind.
 has() {
@@ -86,29 +108,7 @@ has() {
     return 1
 }
 conflicts=""
-if has links || has dirs; then
-    conflicts=$(taken | while IFS= read -r path; do
-        if { [ -e "/$path" ] || [ -L "/$path" ]; } && ! ours "/$path" && ! adopted "$path"; then
-            echo "croft-conflict: /$path"
-        fi
-    done)
-fi
-# Links outside /usr/local (apt reads only /etc/apt): a path there that is not croft's link
-# is someone else's, named like the others.
-outside_conflicts=""
-if has extlink; then
-    outside_conflicts=$(printf '%s\n' "$FORWARD" | while IFS= read -r line; do
-        case $line in "extlink "*)
-            rest=${line#extlink }
-            path=${rest%%"$TAB"*}
-            if { [ -e "/$path" ] || [ -L "/$path" ]; }; then
-                case $(readlink "/$path") in /usr/local/*) ;; *) echo "croft-conflict: /$path" ;; esac
-            fi ;;
-        esac
-    done)
-fi
-conflicts=$conflicts${outside_conflicts:+$NL$outside_conflicts}
-conflicts=${conflicts#"$NL"}
+if has links || has dirs || has extlink; then conflicts=$(taken); fi
 if [ -n "$conflicts" ]; then
     echo "$conflicts"
     echo "croft-error: these paths exist and are not croft's: move them away, or adopt them in the layer that ships them (adopt = [...] in layer.toml); nothing changed"
@@ -158,12 +158,15 @@ enabled_elsewhere() {
 }
 
 packages_to_install() {
-    printf '%s\n' "$FORWARD" | while IFS= read -r line; do
+    set -f; IFS=$NL
+    for line in $FORWARD; do
         case $line in "install "*)
-            set -f; IFS=$TAB; set -- ${line#install }; IFS=$OLD_IFS; set +f
-            not_installed "$@" ;;
+            IFS=$TAB; set -- ${line#install }; IFS=$OLD_IFS
+            not_installed "$@"
+            IFS=$NL ;;
         esac
     done
+    IFS=$OLD_IFS; set +f
 }
 missing=""
 if has install; then missing=$(packages_to_install); fi
@@ -422,10 +425,12 @@ journal() {
 run_plan() {
     checks=""
     failed=""
-    while IFS= read -r line; do
-        [ -n "$line" ] || continue
+    set -f; IFS=$NL
+    for line in $1; do
+        IFS=$OLD_IFS; set +f
         echo "croft-step: $line"
-        if ! step "$line" 2>&1; then
+        # (stdin: no program a step runs reads the connection's)
+        if ! step "$line" < /dev/null 2>&1; then
             echo "croft-failed: $line"
             case ${line%% *} in
                 stop|start|restart|reload-or-restart|try-restart|try-reload-or-restart)
@@ -433,9 +438,8 @@ run_plan() {
             esac
             return 1
         fi
-    done <<CROFT_PLAN
-$1
-CROFT_PLAN
+    done
+    IFS=$OLD_IFS; set +f
     for unit in $checks; do
         if ! settled "$unit"; then
             echo "croft-failed: $unit did not stay up"

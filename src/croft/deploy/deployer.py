@@ -12,7 +12,6 @@ import re
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any
@@ -51,22 +50,24 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
-@dataclass
 class Outcome:
     """What happened to one machine."""
 
-    machine: str
-    status: Status
-    generation: int | None = None
-    changes: plan.FileChanges = field(default_factory=plan.FileChanges)
-    actions: plan.UnitActions = field(default_factory=plan.UnitActions)
-    packages: plan.PackageChanges = field(default_factory=plan.PackageChanges)
-    outside: plan.OutsideChanges = field(default_factory=plan.OutsideChanges)
-    log: str = ""
-    journals: dict[str, str] = field(default_factory=dict)
-    message: str = ""
-    conflicts: list[str] = field(default_factory=list)
-    """Paths the deploy would take over that are not croft's (refused unless adopted)."""
+    def __init__(
+        self, machine: str, status: Status, generation: int | None = None, *, message: str = ""
+    ) -> None:
+        self.machine = machine
+        self.status = status
+        self.generation = generation
+        self.changes = plan.FileChanges()
+        self.actions = plan.UnitActions()
+        self.packages = plan.PackageChanges()
+        self.outside = plan.OutsideChanges()
+        self.log = ""
+        self.journals: dict[str, str] = {}
+        self.message = message
+        self.conflicts: list[str] = []
+        """Paths the deploy would take over that are not croft's (refused unless adopted)."""
 
     @property
     def ok(self) -> bool:

@@ -25,17 +25,21 @@ Steps, in the order they run (one line each: `verb argument`; in lists, a tab se
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
 
 from croft.build.manifest import Entry, Manifest, same_on_target, unit_of
 from croft.layout import DISTRO_DIRS, SYSUSERS_DIR, UNIT_DIR
 
 
-@dataclass
 class FileChanges:
-    added: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        added: list[str] | None = None,
+        changed: list[str] | None = None,
+        removed: list[str] | None = None,
+    ) -> None:
+        self.added = added or []
+        self.changed = changed or []
+        self.removed = removed or []
 
     def __bool__(self) -> bool:
         return bool(self.added or self.changed or self.removed)
@@ -45,21 +49,21 @@ class FileChanges:
         return FileChanges(added=self.removed, changed=self.changed, removed=self.added)
 
 
-@dataclass
 class PackageChanges:
-    install: list[str] = field(default_factory=list)
-    remove: list[str] = field(default_factory=list)
+    def __init__(self, install: list[str] | None = None, remove: list[str] | None = None) -> None:
+        self.install = install or []
+        self.remove = remove or []
 
     def __bool__(self) -> bool:
         return bool(self.install or self.remove)
 
 
-@dataclass
 class OutsideChanges:
     """Links outside /usr/local (path -> target in the tree): made or pointed anew, and gone."""
 
-    link: dict[str, str] = field(default_factory=dict)
-    unlink: dict[str, str] = field(default_factory=dict)
+    def __init__(self, link: dict[str, str] | None = None, unlink: dict[str, str] | None = None) -> None:
+        self.link = link or {}
+        self.unlink = unlink or {}
 
     def __bool__(self) -> bool:
         return bool(self.link or self.unlink)
@@ -79,17 +83,17 @@ def package_changes(old: Manifest, new: Manifest) -> PackageChanges:
     return PackageChanges(install=sorted(after - before), remove=sorted(before - after))
 
 
-@dataclass
 class UnitActions:
     """What happens to each unit; a unit appears in at most one list."""
 
-    stop: list[str] = field(default_factory=list)
-    start: list[str] = field(default_factory=list)
-    restart: list[str] = field(default_factory=list)
-    reload_or_restart: list[str] = field(default_factory=list)
-    try_restart: list[str] = field(default_factory=list)
-    try_reload_or_restart: list[str] = field(default_factory=list)
-    daemon_reload: bool = False
+    def __init__(self) -> None:
+        self.stop: list[str] = []
+        self.start: list[str] = []
+        self.restart: list[str] = []
+        self.reload_or_restart: list[str] = []
+        self.try_restart: list[str] = []
+        self.try_reload_or_restart: list[str] = []
+        self.daemon_reload = False
 
     def __bool__(self) -> bool:
         return bool(

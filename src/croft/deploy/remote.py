@@ -8,13 +8,12 @@ On the target (see croft.layout.REMOTE): `live` -> `generations/N`; each generat
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from croft.layout import REMOTE
 
 
-@dataclass(frozen=True)
-class Generation:
+class Generation(NamedTuple):
     number: int
     created: str = ""
     by: str = ""
@@ -23,8 +22,7 @@ class Generation:
     live: bool = False
 
 
-@dataclass
-class LiveState:
+class LiveState(NamedTuple):
     live: int | None
     generations: list[int]
     digest: str | None

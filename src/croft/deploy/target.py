@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from croft.layout import build_dir
 from croft.site.fingerprint import config_files, fingerprint
@@ -35,8 +34,7 @@ _CODE = [
 ]
 
 
-@dataclass(frozen=True)
-class Target:
+class Target(NamedTuple):
     """One machine as a deploy sees it."""
 
     name: str
@@ -68,8 +66,7 @@ class Target:
         return Path(build_dir(self.state_dir, self.name))
 
 
-@dataclass(frozen=True)
-class View:
+class View(NamedTuple):
     """Every machine of the site as a deploy sees it, and the site's own deploy settings."""
 
     targets: dict[str, Target]

@@ -4,13 +4,11 @@ never imports the model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
-@dataclass(frozen=True)
-class SshTarget:
+class SshTarget(NamedTuple):
     """Everything needed to open an SSH connection to one machine."""
 
     host: str
