@@ -26,19 +26,29 @@ def main() -> None:
             from croft import ui
 
             ui.show_build(os.environ.get("CROFT_SITE", "."), tuple(args[1:]))
-            return
+            _done(0)
         # So does `croft deploy`: a deploy with nothing to do is judged against plain rsync.
         if args[:1] == ["deploy"] and plain:
             from croft import ui
 
-            if not ui.show_deploy(os.environ.get("CROFT_SITE", "."), tuple(args[1:])):
-                sys.exit(1)
-            return
+            _done(0 if ui.show_deploy(os.environ.get("CROFT_SITE", "."), tuple(args[1:])) else 1)
         _click_main()
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:
         _fail(exc)
+
+
+def _done(code: int) -> NoReturn:
+    """End a fast path's command once its output is out, without tearing the interpreter down:
+    freeing every module and object is ~10 ms of a deploy after an edit, and there is nothing
+    left to flush or close (its files are written whole, its threads and sessions are done)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # (read by a pipe that closed early, as `| head` does)
+        code = code or 1
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _fail(exc: Exception) -> NoReturn:
