@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from croft.deploy import deployer, remote
-from croft.deploy.remote import Generation, LiveState
+from croft.deploy.remote import Generation, LiveState, Switched
 
 DIGEST = "d" * 64
 
@@ -33,9 +33,13 @@ def test_generations_parse_from_recorded_output() -> None:
     )
     found = remote.parse_generations(recorded)
     assert [g.number for g in found] == [1, 2, 3]
-    assert found[1] == Generation(2, "2026-11-30T11:00:00Z", "bo@laptop", DIGEST, "failed", False)
+    assert found[1] == Generation(2, "2026-11-30T11:00:00Z", "bo@laptop", DIGEST, Switched.FAILED, False)
     assert [g.live for g in found] == [False, False, True]
     assert remote.parse_generations("status=\n@@\n") == []  # a generation without its info
+    # No record (a switch under way, or one the machine did not live through), or one this croft
+    # does not know: neither is a good generation to go back to.
+    odd = remote.parse_generations("generation=4\nstatus=\n@@\ngeneration=5\nstatus=later\n@@\n")
+    assert [g.status for g in odd] == [Switched.UNKNOWN, Switched.UNKNOWN]
 
 
 def target(tmp_path: Path, live: int | None, numbers: list[int]) -> Path:

@@ -489,7 +489,7 @@ def rollback(site: Site, machine: Machine, to: int | None = None) -> Outcome:
         raise CroftError(f"{machine.name}: nothing is deployed, so there is nothing to roll back")
     known = {g.number: g for g in generations(site, machine)}
     if to is None:
-        earlier = [n for n, g in known.items() if n < state.live and g.status == "ok"]
+        earlier = [n for n, g in known.items() if n < state.live and g.status == remote.Switched.OK]
         if not earlier:
             raise CroftError(f"{machine.name}: no earlier generation to roll back to")
         to = max(earlier)

@@ -8,9 +8,19 @@ On the target (see croft.layout.REMOTE): `live` -> `generations/N`; each generat
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import NamedTuple
 
 from croft.layout import REMOTE
+
+
+class Switched(StrEnum):
+    """How the switch to a generation went, as apply.sh records it (its `status` file)."""
+
+    OK = "ok"
+    FAILED = "failed"
+    UNKNOWN = ""
+    """No record: its switch is under way, or ended with the machine (power lost)."""
 
 
 class Generation(NamedTuple):
@@ -18,7 +28,7 @@ class Generation(NamedTuple):
     created: str = ""
     by: str = ""
     digest: str = ""
-    status: str = ""
+    status: Switched = Switched.UNKNOWN
     live: bool = False
 
 
@@ -72,8 +82,15 @@ def parse_generations(out: str) -> list[Generation]:
                     created=info.get("created", ""),
                     by=info.get("by", ""),
                     digest=info.get("digest", ""),
-                    status=info.get("status", ""),
+                    status=_switched(info.get("status", "")),
                     live=info.get("live") == "1",
                 )
             )
     return found
+
+
+def _switched(recorded: str) -> Switched:
+    try:
+        return Switched(recorded)
+    except ValueError:  # (what this croft does not know, as it does not know a record's absence)
+        return Switched.UNKNOWN
